@@ -1,0 +1,548 @@
+//! One asset's L2 book: apply records, track trust, verify against the venue's own checks.
+//!
+//! Rules (from `../shared/design.md` and PROTOCOL.md §4–§5):
+//! - A book is trusted only from a complete `book` snapshot on; deltas before that are skipped.
+//! - `tick_size_change` makes the book untrusted until the next snapshot.
+//! - Checks run when a *same-timestamp group* settles (the next record with another timestamp,
+//!   a snapshot, or an explicit [`OrderBook::settle`]): inside a trade group intermediate
+//!   states can be crossed and the entries already carry the final hash and best bid/ask.
+//! - The venue's hash can include the price of a trade whose `last_trade_price` message has not
+//!   arrived yet (issue Polymarket/py-clob-client-v2#117; the crossing-burst fixture). On a
+//!   hash mismatch the prices touched by the settled group are tried as the last trade price;
+//!   a match is accepted and counted separately ([`HashVerdict::MatchedInferredTrade`]).
+//! - A failed check marks the book untrusted; the owner counts it and resyncs.
+//!
+//! Pure code: no I/O, no clock; the worker thread that owns the book drives it.
+
+use std::num::NonZeroU32;
+
+use super::hash::BookHasher;
+use super::ladder::{Ladder, Level};
+use crate::market::{Bbo, BookHash, Event, FieldUpdate, Price, QuotedPrice, Record, Size};
+
+/// Static facts about a book that the hash needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookMeta {
+    /// Token id, as the venue writes it.
+    pub asset_id: Box<str>,
+    /// Condition id (`0x…`).
+    pub market: Box<str>,
+    /// Minimum order size (Gamma `orderMinSize`, REST `min_order_size`).
+    pub min_order_size: Size,
+    /// Negative-risk market (Gamma `negRisk`).
+    pub neg_risk: bool,
+}
+
+impl BookMeta {
+    /// Metadata with the values observed on every WebSocket book so far
+    /// (`min_order_size` 5, `neg_risk` false), for assets whose Gamma record is unknown.
+    pub fn new(asset_id: &str, market: &str) -> BookMeta {
+        BookMeta {
+            asset_id: asset_id.into(),
+            market: market.into(),
+            min_order_size: Size::from_raw(5 * crate::market::price::SCALE),
+            neg_risk: false,
+        }
+    }
+}
+
+/// Why a book is not trusted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum UntrustReason {
+    /// No snapshot yet.
+    AwaitingSnapshot,
+    /// A `tick_size_change` invalidated the levels; wait for the next snapshot.
+    TickSizeChange,
+    /// A snapshot arrived with fewer or more levels than announced (records were lost).
+    IncompleteSnapshot,
+    /// The book's hash disagreed with the venue's after a group settled.
+    HashMismatch,
+    /// The book's best bid/ask disagreed with the venue's.
+    BboMismatch,
+    /// The book was crossed after a group settled.
+    Crossed,
+    /// Data may have been lost upstream (reconnect, full ring, unparsable frame).
+    DataLoss,
+}
+
+impl UntrustReason {
+    /// Short snake_case name for stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UntrustReason::AwaitingSnapshot => "awaiting_snapshot",
+            UntrustReason::TickSizeChange => "tick_size_change",
+            UntrustReason::IncompleteSnapshot => "incomplete_snapshot",
+            UntrustReason::HashMismatch => "hash_mismatch",
+            UntrustReason::BboMismatch => "bbo_mismatch",
+            UntrustReason::Crossed => "crossed",
+            UntrustReason::DataLoss => "data_loss",
+        }
+    }
+}
+
+/// How often the book hash is recomputed and compared.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CheckMode {
+    /// After every entry (reports per-entry agreement) and at every settled group.
+    EveryEntry,
+    /// At every settled group.
+    Settled,
+    /// At one settled group in N (per checking context).
+    Sampled(NonZeroU32),
+    /// Never; best bid/ask and crossing are still checked.
+    Off,
+}
+
+/// Per-thread checking state: the hasher buffer and the sampling counter.
+#[derive(Debug)]
+pub struct CheckContext {
+    /// Reusable hasher.
+    pub hasher: BookHasher,
+    /// Mode.
+    pub mode: CheckMode,
+    sample: u32,
+}
+
+impl CheckContext {
+    /// A context for `mode`.
+    pub fn new(mode: CheckMode) -> CheckContext {
+        CheckContext {
+            hasher: BookHasher::new(),
+            mode,
+            sample: 0,
+        }
+    }
+
+    fn should_hash(&mut self) -> bool {
+        match self.mode {
+            CheckMode::EveryEntry | CheckMode::Settled => true,
+            CheckMode::Off => false,
+            CheckMode::Sampled(n) => {
+                self.sample = self.sample.wrapping_add(1);
+                self.sample % n.get() == 0
+            }
+        }
+    }
+}
+
+/// Result of the hash comparison of a settled group.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HashVerdict {
+    /// Not compared (no hash sent, or checking off / not sampled).
+    NotChecked,
+    /// Equal.
+    Matched,
+    /// Equal once a trade price from the group was taken as the last trade price.
+    MatchedInferredTrade,
+    /// Different.
+    Mismatch,
+}
+
+/// The checks of one settled same-timestamp group.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Verdict {
+    /// Hash comparison.
+    pub hash: HashVerdict,
+    /// Best bid/ask agreed with the venue's (or were not stated).
+    pub bbo_ok: bool,
+    /// The book was crossed.
+    pub crossed: bool,
+    /// Entries in the group.
+    pub entries: u32,
+}
+
+impl Verdict {
+    /// True when every check passed.
+    pub fn is_ok(&self) -> bool {
+        self.hash != HashVerdict::Mismatch && self.bbo_ok && !self.crossed
+    }
+
+    fn failure(&self) -> Option<UntrustReason> {
+        if self.hash == HashVerdict::Mismatch {
+            Some(UntrustReason::HashMismatch)
+        } else if !self.bbo_ok {
+            Some(UntrustReason::BboMismatch)
+        } else if self.crossed {
+            Some(UntrustReason::Crossed)
+        } else {
+            None
+        }
+    }
+}
+
+/// What applying one record did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Effect {
+    /// A delta, trade or quote was applied.
+    Applied,
+    /// Part of a snapshot was staged.
+    Staged,
+    /// A snapshot completed; the book is trusted. `hash` compares it with the venue's hash.
+    SnapshotApplied {
+        /// Hash comparison of the snapshot itself.
+        hash: HashVerdict,
+    },
+    /// A delta arrived while the book was not trusted; it was not applied.
+    SkippedNotTrusted,
+    /// This record made the book untrusted.
+    BecameUntrusted(UntrustReason),
+    /// A snapshot part arrived without its start (lost records); ignored.
+    Stray,
+}
+
+/// The outcome of [`OrderBook::apply`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Step {
+    /// What the record did.
+    pub effect: Effect,
+    /// With [`CheckMode::EveryEntry`]: whether the entry's own hash matched right after it.
+    pub entry_hash: Option<bool>,
+    /// The checks of a group that settled before this record was applied.
+    pub settled: Option<Verdict>,
+}
+
+const MAX_CANDIDATES: usize = 4;
+
+#[derive(Clone, Copy, Debug)]
+struct PendingGroup {
+    ts: u64,
+    hash: Option<BookHash>,
+    bbo: Bbo,
+    entries: u32,
+    candidates: [Price; MAX_CANDIDATES],
+    n_candidates: u8,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SnapshotProgress {
+    bids_left: u16,
+    asks_left: u16,
+    broken: bool,
+}
+
+/// The L2 book of one asset.
+#[derive(Debug)]
+pub struct OrderBook {
+    meta: BookMeta,
+    bids: Ladder<false>,
+    asks: Ladder<true>,
+    tick_size: Option<Price>,
+    last_trade: Option<QuotedPrice>,
+    trust: Result<(), UntrustReason>,
+    snapshot: Option<SnapshotProgress>,
+    pending: Option<PendingGroup>,
+    last_ts: u64,
+    update_count: u64,
+    snapshots: u64,
+}
+
+impl OrderBook {
+    /// An empty, untrusted book awaiting its first snapshot.
+    pub fn new(meta: BookMeta) -> OrderBook {
+        OrderBook {
+            meta,
+            bids: Ladder::new(),
+            asks: Ladder::new(),
+            tick_size: None,
+            last_trade: None,
+            trust: Err(UntrustReason::AwaitingSnapshot),
+            snapshot: None,
+            pending: None,
+            last_ts: 0,
+            update_count: 0,
+            snapshots: 0,
+        }
+    }
+
+    /// Applies one record addressed to this book.
+    pub fn apply(&mut self, rec: &Record, ctx: &mut CheckContext) -> Step {
+        let mut step = Step {
+            effect: Effect::Applied,
+            entry_hash: None,
+            settled: None,
+        };
+        match rec.event {
+            Event::BookBegin {
+                bids,
+                asks,
+                tick_size,
+                last_trade,
+            } => {
+                step.settled = self.settle_inner(ctx, false);
+                self.bids.clear();
+                self.asks.clear();
+                if tick_size.is_some() {
+                    self.tick_size = tick_size;
+                }
+                self.set_last_trade(last_trade);
+                self.snapshot = Some(SnapshotProgress {
+                    bids_left: bids,
+                    asks_left: asks,
+                    broken: false,
+                });
+                self.trust = Err(UntrustReason::AwaitingSnapshot);
+                self.last_ts = rec.exchange_ts;
+                step.effect = Effect::Staged;
+            }
+            Event::Level { side, price, size } => {
+                let Some(progress) = self.snapshot.as_mut() else {
+                    step.effect = Effect::Stray;
+                    return step;
+                };
+                let left = match side {
+                    crate::market::Side::Bid => &mut progress.bids_left,
+                    crate::market::Side::Ask => &mut progress.asks_left,
+                };
+                match left.checked_sub(1) {
+                    Some(v) => *left = v,
+                    None => progress.broken = true,
+                }
+                match side {
+                    crate::market::Side::Bid => self.bids.push_snapshot_level(price, size),
+                    crate::market::Side::Ask => self.asks.push_snapshot_level(price, size),
+                }
+                step.effect = Effect::Staged;
+            }
+            Event::BookEnd { hash } => {
+                let Some(progress) = self.snapshot.take() else {
+                    step.effect = Effect::Stray;
+                    return step;
+                };
+                self.snapshots += 1;
+                self.bids.trim();
+                self.asks.trim();
+                if progress.broken || progress.bids_left != 0 || progress.asks_left != 0 {
+                    self.trust = Err(UntrustReason::IncompleteSnapshot);
+                    step.effect = Effect::BecameUntrusted(UntrustReason::IncompleteSnapshot);
+                    return step;
+                }
+                self.trust = Ok(());
+                let verdict = match hash {
+                    Some(expected) if ctx.mode != CheckMode::Off => {
+                        if ctx.hasher.prefix(self, rec.exchange_ts) == expected {
+                            HashVerdict::Matched
+                        } else {
+                            HashVerdict::Mismatch
+                        }
+                    }
+                    _ => HashVerdict::NotChecked,
+                };
+                step.effect = Effect::SnapshotApplied { hash: verdict };
+            }
+            Event::Change {
+                side,
+                price,
+                size,
+                hash,
+                bbo,
+            } => {
+                if self.pending.is_some_and(|p| p.ts != rec.exchange_ts) {
+                    step.settled = self.settle_inner(ctx, true);
+                }
+                if self.trust.is_err() || self.snapshot.is_some() {
+                    step.effect = Effect::SkippedNotTrusted;
+                    return step;
+                }
+                match side {
+                    crate::market::Side::Bid => self.bids.set(price, size),
+                    crate::market::Side::Ask => self.asks.set(price, size),
+                };
+                self.update_count += 1;
+                self.last_ts = rec.exchange_ts;
+                let group = self.pending.get_or_insert(PendingGroup {
+                    ts: rec.exchange_ts,
+                    hash: None,
+                    bbo: Bbo::default(),
+                    entries: 0,
+                    candidates: [Price::default(); MAX_CANDIDATES],
+                    n_candidates: 0,
+                });
+                group.entries += 1;
+                group.hash = hash;
+                group.bbo = bbo;
+                let n = usize::from(group.n_candidates);
+                if n < MAX_CANDIDATES && !group.candidates[..n].contains(&price) {
+                    group.candidates[n] = price;
+                    group.n_candidates += 1;
+                }
+                if let (CheckMode::EveryEntry, Some(expected)) = (ctx.mode, hash) {
+                    step.entry_hash = Some(ctx.hasher.prefix(self, rec.exchange_ts) == expected);
+                }
+            }
+            Event::TickSize { new, .. } => {
+                step.settled = self.settle_inner(ctx, false);
+                self.tick_size = Some(new);
+                self.last_ts = rec.exchange_ts;
+                self.trust = Err(UntrustReason::TickSizeChange);
+                step.effect = Effect::BecameUntrusted(UntrustReason::TickSizeChange);
+            }
+            Event::Trade { price, .. } => {
+                if self.pending.is_some_and(|p| p.ts != rec.exchange_ts) {
+                    step.settled = self.settle_inner(ctx, true);
+                }
+                self.last_trade = Some(price);
+            }
+            Event::BestBidAsk { .. } => {}
+        }
+        if let Some(v) = step.settled {
+            if let Some(reason) = v.failure() {
+                if step.effect == Effect::Applied {
+                    step.effect = Effect::BecameUntrusted(reason);
+                }
+            }
+        }
+        step
+    }
+
+    /// Settles the pending same-timestamp group now (the owner calls this when no more
+    /// records for the group can be expected) and runs its checks. A failed check marks the
+    /// book untrusted.
+    pub fn settle(&mut self, ctx: &mut CheckContext) -> Option<Verdict> {
+        self.settle_inner(ctx, true)
+    }
+
+    /// True when a group awaits settlement.
+    pub fn has_pending_group(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    fn settle_inner(&mut self, ctx: &mut CheckContext, enforce: bool) -> Option<Verdict> {
+        let group = self.pending.take()?;
+        if self.trust.is_err() {
+            return None;
+        }
+        let best_bid = self.bids.best().map(|l| l.price);
+        let best_ask = self.asks.best().map(|l| l.price);
+        let crossed = matches!((best_bid, best_ask), (Some(b), Some(a)) if b >= a);
+        let bbo_ok = agrees(group.bbo.bid, best_bid) && agrees(group.bbo.ask, best_ask);
+        let hash = match group.hash {
+            Some(expected) if ctx.should_hash() => {
+                if ctx.hasher.prefix(self, group.ts) == expected {
+                    HashVerdict::Matched
+                } else {
+                    let inferred = group.candidates[..usize::from(group.n_candidates)]
+                        .iter()
+                        .map(|p| QuotedPrice::canonical(*p))
+                        .find(|q| ctx.hasher.prefix_with(self, group.ts, Some(*q)) == expected);
+                    match inferred {
+                        Some(q) => {
+                            self.last_trade = Some(q);
+                            HashVerdict::MatchedInferredTrade
+                        }
+                        None => HashVerdict::Mismatch,
+                    }
+                }
+            }
+            _ => HashVerdict::NotChecked,
+        };
+        let verdict = Verdict {
+            hash,
+            bbo_ok,
+            crossed,
+            entries: group.entries,
+        };
+        if enforce {
+            if let Some(reason) = verdict.failure() {
+                self.trust = Err(reason);
+            }
+        }
+        Some(verdict)
+    }
+
+    /// Marks the book untrusted (data may have been lost upstream); a snapshot restores it.
+    pub fn mark_untrusted(&mut self, reason: UntrustReason) {
+        self.pending = None;
+        self.trust = Err(reason);
+    }
+
+    fn set_last_trade(&mut self, update: FieldUpdate<QuotedPrice>) {
+        match update {
+            FieldUpdate::Keep => {}
+            FieldUpdate::Clear => self.last_trade = None,
+            FieldUpdate::Set(p) => self.last_trade = Some(p),
+        }
+    }
+
+    /// Static metadata.
+    pub fn meta(&self) -> &BookMeta {
+        &self.meta
+    }
+
+    /// Replaces the metadata (Gamma learned `min_order_size` / `neg_risk`).
+    pub fn set_meta(&mut self, meta: BookMeta) {
+        self.meta = meta;
+    }
+
+    /// Bid side.
+    pub fn bids(&self) -> &Ladder<false> {
+        &self.bids
+    }
+
+    /// Ask side.
+    pub fn asks(&self) -> &Ladder<true> {
+        &self.asks
+    }
+
+    /// Best bid.
+    #[inline]
+    pub fn best_bid(&self) -> Option<Level> {
+        self.bids.best()
+    }
+
+    /// Best ask.
+    #[inline]
+    pub fn best_ask(&self) -> Option<Level> {
+        self.asks.best()
+    }
+
+    /// Tick size, when known.
+    pub fn tick_size(&self) -> Option<Price> {
+        self.tick_size
+    }
+
+    /// Last trade price, as written by the venue.
+    pub fn last_trade(&self) -> Option<QuotedPrice> {
+        self.last_trade
+    }
+
+    /// `Ok` when trusted, else why not.
+    pub fn trust(&self) -> Result<(), UntrustReason> {
+        self.trust
+    }
+
+    /// True when trusted.
+    pub fn is_trusted(&self) -> bool {
+        self.trust.is_ok()
+    }
+
+    /// Exchange timestamp (ms) of the last record applied.
+    pub fn last_timestamp(&self) -> u64 {
+        self.last_ts
+    }
+
+    /// Deltas applied since creation.
+    pub fn update_count(&self) -> u64 {
+        self.update_count
+    }
+
+    /// Snapshots received since creation.
+    pub fn snapshot_count(&self) -> u64 {
+        self.snapshots
+    }
+
+    /// Heap bytes held by the book (levels and id strings).
+    pub fn heap_bytes(&self) -> usize {
+        self.bids.heap_bytes()
+            + self.asks.heap_bytes()
+            + self.meta.asset_id.len()
+            + self.meta.market.len()
+    }
+}
+
+fn agrees(stated: FieldUpdate<Price>, actual: Option<Price>) -> bool {
+    match stated {
+        FieldUpdate::Keep => true,
+        FieldUpdate::Clear => actual.is_none(),
+        FieldUpdate::Set(p) => actual == Some(p),
+    }
+}

@@ -1,0 +1,897 @@
+//! Market-channel frames → [`Record`]s (PROTOCOL.md §2.4 and §3).
+//!
+//! One call decodes one text frame: `PONG`, `NO NEW ASSETS`, a JSON object, or a JSON array
+//! of objects. Each object is one message; its keys may come in any order, so the whole object
+//! is scanned into spans first and then emitted according to `event_type`. Unknown
+//! `event_type`s are skipped and counted per element without failing the rest of the frame.
+//! A message that fails (a malformed number, a missing field) is reported with the assets it
+//! named and emits nothing; a frame that is not valid JSON emits nothing and reports every
+//! asset id that can still be found in its bytes, so the owner can resync exactly those books.
+//!
+//! Pure and allocation-free on success once the scratch vectors are warm. Runs on the event
+//! loop thread (engine) or the replay loop (`polypy-replay`).
+
+use super::json::{Scalar, Scanner, SyntaxError};
+use crate::market::{
+    AssetId, Bbo, BookHash, Event, FieldUpdate, NumberError, Price, QuotedPrice, Record, Side,
+    Size,
+};
+
+/// Why a frame or a message could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame is not valid JSON. Every asset it names may have lost data: resync them.
+    #[error("malformed json at byte {offset}: expected {expected}")]
+    Syntax {
+        /// Byte offset of the problem.
+        offset: usize,
+        /// What the scanner expected there.
+        expected: &'static str,
+    },
+    /// A number field did not parse. The message's assets may have lost data: resync them.
+    #[error("bad number in field {field}: {text:?}: {source}")]
+    Number {
+        /// Field name.
+        field: &'static str,
+        /// The offending text (at most 40 bytes).
+        text: String,
+        /// The parse failure.
+        source: NumberError,
+    },
+    /// A required field is missing or has the wrong type.
+    #[error("missing or invalid field {field} in {event} message")]
+    Field {
+        /// The message type.
+        event: &'static str,
+        /// The field.
+        field: &'static str,
+    },
+    /// A snapshot with more levels per side than a record can count (65,535).
+    #[error("book with {levels} levels on one side is too large")]
+    TooManyLevels {
+        /// Levels on the larger side.
+        levels: usize,
+    },
+    /// A text frame that is neither JSON nor a known keep-alive text.
+    #[error("unexpected text frame: {text:?}")]
+    UnexpectedText {
+        /// The first bytes of the frame.
+        text: String,
+    },
+}
+
+impl From<SyntaxError> for DecodeError {
+    fn from(e: SyntaxError) -> DecodeError {
+        DecodeError::Syntax {
+            offset: e.offset,
+            expected: e.expected,
+        }
+    }
+}
+
+fn number_error(field: &'static str, text: &[u8], source: NumberError) -> DecodeError {
+    let end = text.len().min(40);
+    DecodeError::Number {
+        field,
+        text: String::from_utf8_lossy(&text[..end]).into_owned(),
+        source,
+    }
+}
+
+/// What kind of frame was decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// `PONG`: the answer to our keep-alive `PING`.
+    Pong,
+    /// `NO NEW ASSETS`: a heartbeat/ack of the custom feature.
+    NoNewAssets,
+    /// JSON: one object or an array of objects (possibly empty).
+    Json,
+}
+
+/// A lifecycle notice (custom feature messages); rare, so owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `new_market`.
+    NewMarket {
+        /// Gamma market id.
+        id: String,
+        /// Condition id.
+        market: String,
+        /// Question text.
+        question: String,
+        /// Token ids, aligned with `outcomes`.
+        assets_ids: Vec<String>,
+        /// Outcome names.
+        outcomes: Vec<String>,
+        /// Minimum tick, when sent.
+        tick_size: Option<Price>,
+        /// Unix ms.
+        timestamp: u64,
+    },
+    /// `market_resolved`.
+    MarketResolved {
+        /// Condition id.
+        market: String,
+        /// Token ids of the market.
+        assets_ids: Vec<String>,
+        /// The winning token.
+        winning_asset_id: String,
+        /// Unix ms.
+        timestamp: u64,
+    },
+}
+
+/// A message (or frame) that failed, with the assets it named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error.
+    pub error: DecodeError,
+    /// Known assets the failed message named; their books may have lost data.
+    pub assets: Vec<AssetId>,
+}
+
+/// Counters for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameStats {
+    /// Messages decoded successfully (known types).
+    pub messages: u32,
+    /// Messages with an unknown `event_type`, skipped.
+    pub unknown: u32,
+    /// Messages that failed.
+    pub failed: u32,
+    /// Entries or messages naming an asset the resolver does not know, dropped.
+    pub unresolved: u32,
+    /// Records emitted.
+    pub records: u32,
+}
+
+/// The output of decoding frames; reuse it (call [`DecodeOutput::clear`]) across frames.
+#[derive(Debug, Default)]
+pub struct DecodeOutput {
+    /// Records in wire order.
+    pub records: Vec<Record>,
+    /// Lifecycle notices.
+    pub notices: Vec<Notice>,
+    /// Failed messages.
+    pub failures: Vec<Failure>,
+}
+
+impl DecodeOutput {
+    /// Empties the output, keeping allocations.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.notices.clear();
+        self.failures.clear();
+    }
+}
+
+/// Maps a token id to an interned asset; `None` drops the asset's data (not ours).
+pub trait AssetResolver {
+    /// Resolves a token id.
+    fn resolve(&mut self, token: &str) -> Option<AssetId>;
+}
+
+impl AssetResolver for crate::market::AssetInterner {
+    /// Interns every asset (the replay tool's behaviour).
+    fn resolve(&mut self, token: &str) -> Option<AssetId> {
+        Some(self.intern(token))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn of(text: &[u8], part: &[u8]) -> Span {
+        // `part` is a subslice of `text`.
+        let start = part.as_ptr() as usize - text.as_ptr() as usize;
+        Span {
+            start: start as u32,
+            len: part.len() as u32,
+        }
+    }
+
+    fn get(self, text: &[u8]) -> &[u8] {
+        let s = self.start as usize;
+        text.get(s..s + self.len as usize).unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct EntrySpans {
+    asset_id: Option<Span>,
+    price: Option<Span>,
+    size: Option<Span>,
+    side: Option<Span>,
+    hash: Option<Span>,
+    best_bid: Option<Span>,
+    best_ask: Option<Span>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ListRange {
+    start: u32,
+    end: u32,
+}
+
+/// Everything one message object carries, as spans into the frame.
+#[derive(Clone, Copy, Debug, Default)]
+struct MessageSpans {
+    event_type: Option<Span>,
+    asset_id: Option<Span>,
+    market: Option<Span>,
+    id: Option<Span>,
+    question: Option<Span>,
+    timestamp: Option<Span>,
+    hash: Option<Span>,
+    tick_size: Option<Span>,
+    last_trade_price: Option<Span>,
+    old_tick_size: Option<Span>,
+    new_tick_size: Option<Span>,
+    winning_asset_id: Option<Span>,
+    order_price_min_tick_size: Option<Span>,
+    // Legacy #1 price_change and last_trade_price / best_bid_ask scalars.
+    entry: EntrySpans,
+    bids: Option<ListRange>,
+    asks: Option<ListRange>,
+    changes: Option<ListRange>,
+    assets_ids: Option<ListRange>,
+    outcomes: Option<ListRange>,
+}
+
+/// Decodes market-channel frames; owns reusable scratch space.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    levels: Vec<(Span, Span)>,
+    entries: Vec<EntrySpans>,
+    strings: Vec<Span>,
+}
+
+impl Decoder {
+    /// A decoder with empty scratch space.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Decodes one text frame, appending to `out`.
+    ///
+    /// Never panics; every problem is reported in `out.failures` and counted in the stats.
+    pub fn decode<R: AssetResolver + ?Sized>(
+        &mut self,
+        text: &[u8],
+        received_ns: u64,
+        resolver: &mut R,
+        out: &mut DecodeOutput,
+    ) -> (FrameKind, FrameStats) {
+        let mut stats = FrameStats::default();
+        let trimmed = text.trim_ascii();
+        match trimmed {
+            b"PONG" => return (FrameKind::Pong, stats),
+            b"NO NEW ASSETS" => return (FrameKind::NoNewAssets, stats),
+            _ => {}
+        }
+        let records_before = out.records.len();
+        let notices_before = out.notices.len();
+        let mut s = Scanner::new(text);
+        let result = match s.peek() {
+            Some(b'[') => self.decode_array(text, &mut s, received_ns, resolver, out, &mut stats),
+            Some(b'{') => self
+                .decode_message(text, &mut s, received_ns, resolver, out, &mut stats)
+                .and_then(|()| if s.at_end() { Ok(()) } else { Err(s_err(&s)) }),
+            _ => {
+                let end = trimmed.len().min(40);
+                stats.failed += 1;
+                out.failures.push(Failure {
+                    error: DecodeError::UnexpectedText {
+                        text: String::from_utf8_lossy(&trimmed[..end]).into_owned(),
+                    },
+                    assets: salvage_assets(text, resolver),
+                });
+                return (FrameKind::Json, stats);
+            }
+        };
+        if let Err(e) = result {
+            // The frame is broken: emit nothing from it, report every asset it names.
+            out.records.truncate(records_before);
+            out.notices.truncate(notices_before);
+            stats.records = 0;
+            stats.failed += 1;
+            out.failures.push(Failure {
+                error: e.into(),
+                assets: salvage_assets(text, resolver),
+            });
+        }
+        (FrameKind::Json, stats)
+    }
+
+    fn decode_array<R: AssetResolver + ?Sized>(
+        &mut self,
+        text: &[u8],
+        s: &mut Scanner<'_>,
+        received_ns: u64,
+        resolver: &mut R,
+        out: &mut DecodeOutput,
+        stats: &mut FrameStats,
+    ) -> Result<(), SyntaxError> {
+        s.begin_array()?;
+        let mut first = true;
+        while s.next_element(first)? {
+            first = false;
+            if s.peek() == Some(b'{') {
+                self.decode_message(text, s, received_ns, resolver, out, stats)?;
+            } else {
+                s.skip_value()?;
+                stats.unknown += 1;
+            }
+        }
+        if s.at_end() { Ok(()) } else { Err(s_err(s)) }
+    }
+
+    fn decode_message<R: AssetResolver + ?Sized>(
+        &mut self,
+        text: &[u8],
+        s: &mut Scanner<'_>,
+        received_ns: u64,
+        resolver: &mut R,
+        out: &mut DecodeOutput,
+        stats: &mut FrameStats,
+    ) -> Result<(), SyntaxError> {
+        self.levels.clear();
+        self.entries.clear();
+        self.strings.clear();
+        let m = self.scan_message(text, s)?;
+        let before = out.records.len();
+        match self.emit(text, &m, received_ns, resolver, out, stats) {
+            Ok(Emitted::Known) => stats.messages += 1,
+            Ok(Emitted::Unknown) => stats.unknown += 1,
+            Err(error) => {
+                out.records.truncate(before);
+                stats.failed += 1;
+                let mut assets = Vec::new();
+                let mut add = |span: Option<Span>, r: &mut R| {
+                    if let Some(id) = span
+                        .and_then(|sp| std::str::from_utf8(sp.get(text)).ok())
+                        .and_then(|t| r.resolve(t))
+                    {
+                        if !assets.contains(&id) {
+                            assets.push(id);
+                        }
+                    }
+                };
+                add(m.asset_id, resolver);
+                for e in &self.entries {
+                    add(e.asset_id, resolver);
+                }
+                out.failures.push(Failure { error, assets });
+            }
+        }
+        stats.records += (out.records.len() - before) as u32;
+        Ok(())
+    }
+
+    fn scan_message(&mut self, text: &[u8], s: &mut Scanner<'_>) -> Result<MessageSpans, SyntaxError> {
+        let mut m = MessageSpans::default();
+        s.begin_object()?;
+        let mut first = true;
+        while let Some(key) = s.next_key(first)? {
+            first = false;
+            let slot = match key {
+                b"event_type" => &mut m.event_type,
+                b"asset_id" => &mut m.asset_id,
+                b"market" => &mut m.market,
+                b"id" => &mut m.id,
+                b"question" => &mut m.question,
+                b"timestamp" => &mut m.timestamp,
+                b"hash" => &mut m.hash,
+                b"tick_size" => &mut m.tick_size,
+                b"last_trade_price" => &mut m.last_trade_price,
+                b"old_tick_size" => &mut m.old_tick_size,
+                b"new_tick_size" => &mut m.new_tick_size,
+                b"winning_asset_id" => &mut m.winning_asset_id,
+                b"order_price_min_tick_size" => &mut m.order_price_min_tick_size,
+                b"price" => &mut m.entry.price,
+                b"size" => &mut m.entry.size,
+                b"side" => &mut m.entry.side,
+                b"best_bid" => &mut m.entry.best_bid,
+                b"best_ask" => &mut m.entry.best_ask,
+                b"bids" => {
+                    m.bids = Some(self.scan_levels(text, s)?);
+                    continue;
+                }
+                b"asks" => {
+                    m.asks = Some(self.scan_levels(text, s)?);
+                    continue;
+                }
+                b"price_changes" | b"changes" => {
+                    m.changes = Some(self.scan_entries(text, s)?);
+                    continue;
+                }
+                b"assets_ids" => {
+                    m.assets_ids = Some(self.scan_strings(text, s)?);
+                    continue;
+                }
+                b"outcomes" => {
+                    m.outcomes = Some(self.scan_strings(text, s)?);
+                    continue;
+                }
+                _ => {
+                    s.skip_value()?;
+                    continue;
+                }
+            };
+            *slot = scalar_span(text, s)?;
+        }
+        Ok(m)
+    }
+
+    fn scan_levels(&mut self, text: &[u8], s: &mut Scanner<'_>) -> Result<ListRange, SyntaxError> {
+        let start = self.levels.len() as u32;
+        if s.peek() != Some(b'[') {
+            s.skip_value()?;
+            return Ok(ListRange { start, end: start });
+        }
+        s.begin_array()?;
+        let mut first = true;
+        while s.next_element(first)? {
+            first = false;
+            if s.peek() != Some(b'{') {
+                s.skip_value()?;
+                continue;
+            }
+            s.begin_object()?;
+            let (mut price, mut size) = (Span::default(), Span::default());
+            let mut kfirst = true;
+            while let Some(key) = s.next_key(kfirst)? {
+                kfirst = false;
+                match key {
+                    b"price" => price = scalar_span(text, s)?.unwrap_or_default(),
+                    b"size" => size = scalar_span(text, s)?.unwrap_or_default(),
+                    _ => s.skip_value()?,
+                }
+            }
+            self.levels.push((price, size));
+        }
+        Ok(ListRange {
+            start,
+            end: self.levels.len() as u32,
+        })
+    }
+
+    fn scan_entries(&mut self, text: &[u8], s: &mut Scanner<'_>) -> Result<ListRange, SyntaxError> {
+        let start = self.entries.len() as u32;
+        if s.peek() != Some(b'[') {
+            s.skip_value()?;
+            return Ok(ListRange { start, end: start });
+        }
+        s.begin_array()?;
+        let mut first = true;
+        while s.next_element(first)? {
+            first = false;
+            if s.peek() != Some(b'{') {
+                s.skip_value()?;
+                continue;
+            }
+            s.begin_object()?;
+            let mut e = EntrySpans::default();
+            let mut kfirst = true;
+            while let Some(key) = s.next_key(kfirst)? {
+                kfirst = false;
+                let slot = match key {
+                    b"asset_id" => &mut e.asset_id,
+                    b"price" => &mut e.price,
+                    b"size" => &mut e.size,
+                    b"side" => &mut e.side,
+                    b"hash" => &mut e.hash,
+                    b"best_bid" => &mut e.best_bid,
+                    b"best_ask" => &mut e.best_ask,
+                    _ => {
+                        s.skip_value()?;
+                        continue;
+                    }
+                };
+                *slot = scalar_span(text, s)?;
+            }
+            self.entries.push(e);
+        }
+        Ok(ListRange {
+            start,
+            end: self.entries.len() as u32,
+        })
+    }
+
+    fn scan_strings(&mut self, text: &[u8], s: &mut Scanner<'_>) -> Result<ListRange, SyntaxError> {
+        let start = self.strings.len() as u32;
+        if s.peek() != Some(b'[') {
+            s.skip_value()?;
+            return Ok(ListRange { start, end: start });
+        }
+        s.begin_array()?;
+        let mut first = true;
+        while s.next_element(first)? {
+            first = false;
+            if let Some(sp) = scalar_span(text, s)? {
+                self.strings.push(sp);
+            }
+        }
+        Ok(ListRange {
+            start,
+            end: self.strings.len() as u32,
+        })
+    }
+
+    fn emit<R: AssetResolver + ?Sized>(
+        &self,
+        text: &[u8],
+        m: &MessageSpans,
+        received_ns: u64,
+        resolver: &mut R,
+        out: &mut DecodeOutput,
+        stats: &mut FrameStats,
+    ) -> Result<Emitted, DecodeError> {
+        let event = m.event_type.map(|sp| sp.get(text));
+        let kind = match event {
+            Some(b"book") => Kind::Book,
+            Some(b"price_change") => Kind::PriceChange,
+            Some(b"tick_size_change") => Kind::TickSize,
+            Some(b"last_trade_price") => Kind::Trade,
+            Some(b"best_bid_ask") => Kind::BestBidAsk,
+            Some(b"new_market") => Kind::NewMarket,
+            Some(b"market_resolved") => Kind::Resolved,
+            // Very old initial snapshots had no event_type (PROTOCOL.md §2.4).
+            None if m.bids.is_some() || m.asks.is_some() => Kind::Book,
+            _ => return Ok(Emitted::Unknown),
+        };
+        let ev = kind.name();
+        let timestamp = match m.timestamp {
+            Some(sp) => parse_u64(sp.get(text)).ok_or(DecodeError::Field {
+                event: ev,
+                field: "timestamp",
+            })?,
+            None => 0,
+        };
+        let base = |asset| Record {
+            asset,
+            exchange_ts: timestamp,
+            received_ns,
+            event: Event::BestBidAsk { bbo: Bbo::default() },
+        };
+        match kind {
+            Kind::Book => {
+                let asset_text = required(text, m.asset_id, ev, "asset_id")?;
+                let bids = m.bids.unwrap_or_default();
+                let asks = m.asks.unwrap_or_default();
+                let nb = (bids.end - bids.start) as usize;
+                let na = (asks.end - asks.start) as usize;
+                if nb > usize::from(u16::MAX) || na > usize::from(u16::MAX) {
+                    return Err(DecodeError::TooManyLevels { levels: nb.max(na) });
+                }
+                let tick_size = opt_price(text, m.tick_size, "tick_size")?;
+                let last_trade = match m.last_trade_price.map(|sp| sp.get(text)) {
+                    None => FieldUpdate::Keep,
+                    Some(b"") => FieldUpdate::Clear,
+                    Some(t) => FieldUpdate::Set(
+                        QuotedPrice::parse(t).map_err(|e| number_error("last_trade_price", t, e))?,
+                    ),
+                };
+                let hash = m.hash.and_then(|sp| BookHash::parse_hex(sp.get(text)));
+                // Validate every level before emitting anything for this message.
+                let Some(asset) = resolve(resolver, asset_text) else {
+                    stats.unresolved += 1;
+                    return Ok(Emitted::Known);
+                };
+                out.records.push(Record {
+                    event: Event::BookBegin {
+                        bids: nb as u16,
+                        asks: na as u16,
+                        tick_size,
+                        last_trade,
+                    },
+                    ..base(asset)
+                });
+                for (range, side) in [(bids, Side::Bid), (asks, Side::Ask)] {
+                    for &(p, sz) in &self.levels[range.start as usize..range.end as usize] {
+                        let pt = p.get(text);
+                        let st = sz.get(text);
+                        let price = Price::parse(pt).map_err(|e| number_error("price", pt, e))?;
+                        let size = Size::parse(st).map_err(|e| number_error("size", st, e))?;
+                        out.records.push(Record {
+                            event: Event::Level { side, price, size },
+                            ..base(asset)
+                        });
+                    }
+                }
+                out.records.push(Record {
+                    event: Event::BookEnd { hash },
+                    ..base(asset)
+                });
+            }
+            Kind::PriceChange => {
+                if let Some(range) = m.changes {
+                    let legacy_asset = m.asset_id;
+                    let n = range.end - range.start;
+                    for (k, e) in self.entries[range.start as usize..range.end as usize]
+                        .iter()
+                        .enumerate()
+                    {
+                        // Legacy #2: asset and hash at the top level; the hash is the book's
+                        // after the whole message, so it goes on the last entry.
+                        let asset_span = e.asset_id.or(legacy_asset);
+                        let hash_span = if e.asset_id.is_none() && (k as u32) + 1 == n {
+                            m.hash
+                        } else {
+                            e.hash
+                        };
+                        self.emit_change(
+                            text, asset_span, e, hash_span, received_ns, timestamp, resolver, out,
+                            stats,
+                        )?;
+                    }
+                } else {
+                    // Legacy #1: one level per message, fields at the top level.
+                    self.emit_change(
+                        text, m.asset_id, &m.entry, m.hash, received_ns, timestamp, resolver, out,
+                        stats,
+                    )?;
+                }
+            }
+            Kind::TickSize => {
+                let asset_text = required(text, m.asset_id, ev, "asset_id")?;
+                let old = opt_price(text, m.old_tick_size, "old_tick_size")?.unwrap_or_default();
+                let new = opt_price(text, m.new_tick_size, "new_tick_size")?.ok_or(
+                    DecodeError::Field {
+                        event: ev,
+                        field: "new_tick_size",
+                    },
+                )?;
+                match resolve(resolver, asset_text) {
+                    Some(asset) => out.records.push(Record {
+                        event: Event::TickSize { old, new },
+                        ..base(asset)
+                    }),
+                    None => stats.unresolved += 1,
+                }
+            }
+            Kind::Trade => {
+                let asset_text = required(text, m.asset_id, ev, "asset_id")?;
+                let pt = required(text, m.entry.price, ev, "price")?;
+                let price = QuotedPrice::parse(pt).map_err(|e| number_error("price", pt, e))?;
+                let size = match m.entry.size.map(|sp| sp.get(text)) {
+                    Some(st) => Size::parse(st).map_err(|e| number_error("size", st, e))?,
+                    None => Size::ZERO,
+                };
+                let side = m
+                    .entry
+                    .side
+                    .and_then(|sp| Side::parse(sp.get(text)))
+                    .unwrap_or(Side::Bid);
+                match resolve(resolver, asset_text) {
+                    Some(asset) => out.records.push(Record {
+                        event: Event::Trade { price, size, side },
+                        ..base(asset)
+                    }),
+                    None => stats.unresolved += 1,
+                }
+            }
+            Kind::BestBidAsk => {
+                let asset_text = required(text, m.asset_id, ev, "asset_id")?;
+                let bbo = parse_bbo(text, &m.entry)?;
+                match resolve(resolver, asset_text) {
+                    Some(asset) => out.records.push(Record {
+                        event: Event::BestBidAsk { bbo },
+                        ..base(asset)
+                    }),
+                    None => stats.unresolved += 1,
+                }
+            }
+            Kind::NewMarket => {
+                let market = required(text, m.market, ev, "market")?;
+                out.notices.push(Notice::NewMarket {
+                    id: owned(m.id.map(|sp| sp.get(text)).unwrap_or_default()),
+                    market: owned(market),
+                    question: owned(m.question.map(|sp| sp.get(text)).unwrap_or_default()),
+                    assets_ids: self.owned_list(text, m.assets_ids),
+                    outcomes: self.owned_list(text, m.outcomes),
+                    tick_size: opt_price(text, m.order_price_min_tick_size, "order_price_min_tick_size")
+                        .unwrap_or(None),
+                    timestamp,
+                });
+            }
+            Kind::Resolved => {
+                let market = required(text, m.market, ev, "market")?;
+                out.notices.push(Notice::MarketResolved {
+                    market: owned(market),
+                    assets_ids: self.owned_list(text, m.assets_ids),
+                    winning_asset_id: owned(
+                        m.winning_asset_id.map(|sp| sp.get(text)).unwrap_or_default(),
+                    ),
+                    timestamp,
+                });
+            }
+        }
+        Ok(Emitted::Known)
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "internal helper sharing the decode state")]
+    fn emit_change<R: AssetResolver + ?Sized>(
+        &self,
+        text: &[u8],
+        asset_span: Option<Span>,
+        e: &EntrySpans,
+        hash_span: Option<Span>,
+        received_ns: u64,
+        timestamp: u64,
+        resolver: &mut R,
+        out: &mut DecodeOutput,
+        stats: &mut FrameStats,
+    ) -> Result<(), DecodeError> {
+        const EV: &str = "price_change";
+        let asset_text = required(text, asset_span, EV, "asset_id")?;
+        let pt = required(text, e.price, EV, "price")?;
+        let price = Price::parse(pt).map_err(|err| number_error("price", pt, err))?;
+        let st = required(text, e.size, EV, "size")?;
+        let size = Size::parse(st).map_err(|err| number_error("size", st, err))?;
+        let side = e
+            .side
+            .and_then(|sp| Side::parse(sp.get(text)))
+            .ok_or(DecodeError::Field { event: EV, field: "side" })?;
+        let bbo = parse_bbo(text, e)?;
+        let hash = hash_span.and_then(|sp| BookHash::parse_hex(sp.get(text)));
+        match resolve(resolver, asset_text) {
+            Some(asset) => out.records.push(Record {
+                asset,
+                exchange_ts: timestamp,
+                received_ns,
+                event: Event::Change {
+                    side,
+                    price,
+                    size,
+                    hash,
+                    bbo,
+                },
+            }),
+            None => stats.unresolved += 1,
+        }
+        Ok(())
+    }
+
+    fn owned_list(&self, text: &[u8], range: Option<ListRange>) -> Vec<String> {
+        let r = range.unwrap_or_default();
+        self.strings[r.start as usize..r.end as usize]
+            .iter()
+            .map(|sp| owned(sp.get(text)))
+            .collect()
+    }
+}
+
+enum Emitted {
+    Known,
+    Unknown,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Book,
+    PriceChange,
+    TickSize,
+    Trade,
+    BestBidAsk,
+    NewMarket,
+    Resolved,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Book => "book",
+            Kind::PriceChange => "price_change",
+            Kind::TickSize => "tick_size_change",
+            Kind::Trade => "last_trade_price",
+            Kind::BestBidAsk => "best_bid_ask",
+            Kind::NewMarket => "new_market",
+            Kind::Resolved => "market_resolved",
+        }
+    }
+}
+
+fn s_err(s: &Scanner<'_>) -> SyntaxError {
+    SyntaxError {
+        offset: s.offset(),
+        expected: "end of frame",
+    }
+}
+
+fn scalar_span(text: &[u8], s: &mut Scanner<'_>) -> Result<Option<Span>, SyntaxError> {
+    match s.peek() {
+        Some(b'{') | Some(b'[') => {
+            s.skip_value()?;
+            Ok(None)
+        }
+        _ => Ok(match s.scalar()? {
+            Scalar::Str(v) => Some(Span::of(text, v)),
+            Scalar::Bare(b"null") => None,
+            Scalar::Bare(v) => Some(Span::of(text, v)),
+        }),
+    }
+}
+
+fn required<'t>(
+    text: &'t [u8],
+    span: Option<Span>,
+    event: &'static str,
+    field: &'static str,
+) -> Result<&'t [u8], DecodeError> {
+    span.map(|sp| sp.get(text))
+        .ok_or(DecodeError::Field { event, field })
+}
+
+fn opt_price(text: &[u8], span: Option<Span>, field: &'static str) -> Result<Option<Price>, DecodeError> {
+    match span.map(|sp| sp.get(text)) {
+        None | Some(b"") => Ok(None),
+        Some(t) => Price::parse(t).map(Some).map_err(|e| number_error(field, t, e)),
+    }
+}
+
+fn parse_bbo(text: &[u8], e: &EntrySpans) -> Result<Bbo, DecodeError> {
+    let one = |span: Option<Span>, field| -> Result<FieldUpdate<Price>, DecodeError> {
+        match span.map(|sp| sp.get(text)) {
+            None => Ok(FieldUpdate::Keep),
+            Some(b"") => Ok(FieldUpdate::Clear),
+            Some(t) => Price::parse(t)
+                .map(FieldUpdate::Set)
+                .map_err(|err| number_error(field, t, err)),
+        }
+    };
+    Ok(Bbo {
+        bid: one(e.best_bid, "best_bid")?,
+        ask: one(e.best_ask, "best_ask")?,
+    })
+}
+
+fn parse_u64(t: &[u8]) -> Option<u64> {
+    if t.is_empty() || t.len() > 19 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in t {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + u64::from(d);
+    }
+    Some(v)
+}
+
+#[inline]
+fn resolve<R: AssetResolver + ?Sized>(resolver: &mut R, token: &[u8]) -> Option<AssetId> {
+    std::str::from_utf8(token).ok().and_then(|t| resolver.resolve(t))
+}
+
+fn owned(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Finds the asset ids a broken frame still names (`"asset_id":"…"` pairs).
+fn salvage_assets<R: AssetResolver + ?Sized>(text: &[u8], resolver: &mut R) -> Vec<AssetId> {
+    const KEY: &[u8] = b"\"asset_id\"";
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(k) = memchr::memmem::find(text.get(at..).unwrap_or_default(), KEY) {
+        at += k + KEY.len();
+        let mut s = Scanner::new(text.get(at..).unwrap_or_default());
+        if s.expect(b':', "':'").is_ok() {
+            if let Ok(v) = s.string() {
+                if let Some(id) = resolve(resolver, v) {
+                    if !found.contains(&id) {
+                        found.push(id);
+                    }
+                }
+            }
+        }
+    }
+    found
+}

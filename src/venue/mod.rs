@@ -1,0 +1,8 @@
+//! The venue's wire protocol (Polymarket CLOB market channel): bytes in, records out.
+//!
+//! Pure: no I/O, no clock. See `../shared/polymarket/PROTOCOL.md` for the facts encoded here.
+
+pub mod decode;
+pub mod json;
+
+pub use decode::{AssetResolver, DecodeError, DecodeOutput, Decoder, Failure, FrameKind, FrameStats, Notice};
