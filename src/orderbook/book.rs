@@ -366,7 +366,17 @@ impl OrderBook {
                     group.n_candidates += 1;
                 }
                 if let (CheckMode::EveryEntry, Some(expected)) = (ctx.mode, hash) {
-                    step.entry_hash = Some(ctx.hasher.prefix(self, rec.exchange_ts) == expected);
+                    // An entry may already include the price of the trade it is part of.
+                    let group = *group;
+                    let matches = ctx.hasher.prefix(self, rec.exchange_ts) == expected
+                        || group.candidates[..usize::from(group.n_candidates)].iter().any(|p| {
+                            ctx.hasher.prefix_with(
+                                self,
+                                rec.exchange_ts,
+                                Some(QuotedPrice::canonical(*p)),
+                            ) == expected
+                        });
+                    step.entry_hash = Some(matches);
                 }
             }
             Event::TickSize { new, .. } => {
@@ -544,5 +554,176 @@ fn agrees(stated: FieldUpdate<Price>, actual: Option<Price>) -> bool {
         FieldUpdate::Keep => true,
         FieldUpdate::Clear => actual.is_none(),
         FieldUpdate::Set(p) => actual == Some(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::{AssetId, Side};
+
+    fn p(s: &str) -> Price {
+        Price::parse(s.as_bytes()).unwrap()
+    }
+
+    fn rec(ts: u64, event: Event) -> Record {
+        Record {
+            asset: AssetId(0),
+            exchange_ts: ts,
+            received_ns: 0,
+            event,
+        }
+    }
+
+    fn change(ts: u64, side: Side, price: &str, size: u64, bbo: Bbo) -> Record {
+        rec(
+            ts,
+            Event::Change {
+                side,
+                price: p(price),
+                size: Size::from_raw(size),
+                hash: None,
+                bbo,
+            },
+        )
+    }
+
+    fn snapshot(book: &mut OrderBook, ctx: &mut CheckContext, bids: &[&str], asks: &[&str]) {
+        let begin = Event::BookBegin {
+            bids: bids.len() as u16,
+            asks: asks.len() as u16,
+            tick_size: Some(p("0.01")),
+            last_trade: FieldUpdate::Keep,
+        };
+        book.apply(&rec(1, begin), ctx);
+        for (side, levels) in [(Side::Bid, bids), (Side::Ask, asks)] {
+            for l in levels {
+                let ev = Event::Level {
+                    side,
+                    price: p(l),
+                    size: Size::from_raw(1_000_000),
+                };
+                book.apply(&rec(1, ev), ctx);
+            }
+        }
+        let step = book.apply(&rec(1, Event::BookEnd { hash: None }), ctx);
+        assert_eq!(
+            step.effect,
+            Effect::SnapshotApplied {
+                hash: HashVerdict::NotChecked
+            }
+        );
+    }
+
+    fn bbo(bid: &str, ask: &str) -> Bbo {
+        Bbo {
+            bid: FieldUpdate::Set(p(bid)),
+            ask: FieldUpdate::Set(p(ask)),
+        }
+    }
+
+    #[test]
+    fn deltas_before_snapshot_are_skipped() {
+        let mut ctx = CheckContext::new(CheckMode::Settled);
+        let mut b = OrderBook::new(BookMeta::new("1", "0x1"));
+        let s = b.apply(&change(1, Side::Bid, "0.4", 5, Bbo::default()), &mut ctx);
+        assert_eq!(s.effect, Effect::SkippedNotTrusted);
+        assert_eq!(b.trust(), Err(UntrustReason::AwaitingSnapshot));
+        snapshot(&mut b, &mut ctx, &["0.4", "0.5"], &["0.7", "0.6"]);
+        assert!(b.is_trusted());
+        assert_eq!(b.best_bid().unwrap().price, p("0.5"));
+        assert_eq!(b.best_ask().unwrap().price, p("0.6"));
+    }
+
+    #[test]
+    fn tick_size_change_waits_for_snapshot() {
+        let mut ctx = CheckContext::new(CheckMode::Settled);
+        let mut b = OrderBook::new(BookMeta::new("1", "0x1"));
+        snapshot(&mut b, &mut ctx, &["0.4"], &["0.6"]);
+        let s = b.apply(
+            &rec(
+                2,
+                Event::TickSize {
+                    old: p("0.01"),
+                    new: p("0.001"),
+                },
+            ),
+            &mut ctx,
+        );
+        assert_eq!(s.effect, Effect::BecameUntrusted(UntrustReason::TickSizeChange));
+        assert_eq!(b.tick_size(), Some(p("0.001")));
+        let s = b.apply(&change(3, Side::Bid, "0.41", 5, Bbo::default()), &mut ctx);
+        assert_eq!(s.effect, Effect::SkippedNotTrusted);
+        snapshot(&mut b, &mut ctx, &["0.4"], &["0.6"]);
+        assert!(b.is_trusted());
+    }
+
+    #[test]
+    fn incomplete_snapshot_is_not_trusted() {
+        let mut ctx = CheckContext::new(CheckMode::Settled);
+        let mut b = OrderBook::new(BookMeta::new("1", "0x1"));
+        let begin = Event::BookBegin {
+            bids: 2,
+            asks: 0,
+            tick_size: None,
+            last_trade: FieldUpdate::Keep,
+        };
+        b.apply(&rec(1, begin), &mut ctx);
+        let lvl = Event::Level {
+            side: Side::Bid,
+            price: p("0.4"),
+            size: Size::from_raw(1),
+        };
+        b.apply(&rec(1, lvl), &mut ctx);
+        let s = b.apply(&rec(1, Event::BookEnd { hash: None }), &mut ctx);
+        assert_eq!(s.effect, Effect::BecameUntrusted(UntrustReason::IncompleteSnapshot));
+        assert_eq!(b.apply(&rec(1, Event::BookEnd { hash: None }), &mut ctx).effect, Effect::Stray);
+    }
+
+    #[test]
+    fn crossed_intermediate_state_is_fine_once_the_group_settles() {
+        let mut ctx = CheckContext::new(CheckMode::Settled);
+        let mut b = OrderBook::new(BookMeta::new("1", "0x1"));
+        snapshot(&mut b, &mut ctx, &["0.4"], &["0.6"]);
+        // A trade group: the bid crosses the ask, then the ask is consumed.
+        b.apply(&change(5, Side::Bid, "0.6", 1_000_000, bbo("0.6", "0.7")), &mut ctx);
+        b.apply(&change(5, Side::Ask, "0.6", 0, bbo("0.6", "0.7")), &mut ctx);
+        b.apply(&change(5, Side::Ask, "0.7", 3, bbo("0.6", "0.7")), &mut ctx);
+        let v = b.settle(&mut ctx).unwrap();
+        assert!(v.is_ok(), "{v:?}");
+        assert_eq!(v.entries, 3);
+        assert!(b.is_trusted());
+    }
+
+    #[test]
+    fn settled_bbo_mismatch_and_crossing_untrust() {
+        let mut ctx = CheckContext::new(CheckMode::Settled);
+        let mut b = OrderBook::new(BookMeta::new("1", "0x1"));
+        snapshot(&mut b, &mut ctx, &["0.4"], &["0.6"]);
+        b.apply(&change(5, Side::Bid, "0.45", 1, bbo("0.44", "0.6")), &mut ctx);
+        // The next timestamp settles the group first: the venue said 0.44, we have 0.45.
+        let s = b.apply(&change(6, Side::Bid, "0.3", 1, Bbo::default()), &mut ctx);
+        assert!(!s.settled.unwrap().bbo_ok);
+        assert_eq!(s.effect, Effect::SkippedNotTrusted);
+        assert_eq!(b.trust(), Err(UntrustReason::BboMismatch));
+
+        let mut b = OrderBook::new(BookMeta::new("1", "0x1"));
+        snapshot(&mut b, &mut ctx, &["0.4"], &["0.6"]);
+        b.apply(&change(5, Side::Bid, "0.65", 1, Bbo::default()), &mut ctx);
+        let v = b.settle(&mut ctx).unwrap();
+        assert!(v.crossed);
+        assert_eq!(b.trust(), Err(UntrustReason::Crossed));
+    }
+
+    #[test]
+    fn typical_book_heap_is_small() {
+        let mut ctx = CheckContext::new(CheckMode::Off);
+        let mut b = OrderBook::new(BookMeta::new(&"7".repeat(77), &"a".repeat(66)));
+        let bids: Vec<String> = (1..=20).map(|i| format!("0.{:02}", i)).collect();
+        let asks: Vec<String> = (0..20).map(|i| format!("0.{:02}", 99 - i)).collect();
+        let bids: Vec<&str> = bids.iter().map(String::as_str).collect();
+        let asks: Vec<&str> = asks.iter().map(String::as_str).collect();
+        snapshot(&mut b, &mut ctx, &bids, &asks);
+        assert!(b.heap_bytes() <= 2048, "{}", b.heap_bytes());
     }
 }

@@ -543,6 +543,8 @@ impl Decoder {
             Some(b"market_resolved") => Kind::Resolved,
             // Very old initial snapshots had no event_type (PROTOCOL.md §2.4).
             None if m.bids.is_some() || m.asks.is_some() => Kind::Book,
+            // Some captures of the current price_change form lack event_type too.
+            None if m.changes.is_some() => Kind::PriceChange,
             _ => return Ok(Emitted::Unknown),
         };
         let ev = kind.name();
