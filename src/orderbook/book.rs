@@ -369,13 +369,15 @@ impl OrderBook {
                     // An entry may already include the price of the trade it is part of.
                     let group = *group;
                     let matches = ctx.hasher.prefix(self, rec.exchange_ts) == expected
-                        || group.candidates[..usize::from(group.n_candidates)].iter().any(|p| {
-                            ctx.hasher.prefix_with(
-                                self,
-                                rec.exchange_ts,
-                                Some(QuotedPrice::canonical(*p)),
-                            ) == expected
-                        });
+                        || group.candidates[..usize::from(group.n_candidates)]
+                            .iter()
+                            .any(|p| {
+                                ctx.hasher.prefix_with(
+                                    self,
+                                    rec.exchange_ts,
+                                    Some(QuotedPrice::canonical(*p)),
+                                ) == expected
+                            });
                     step.entry_hash = Some(matches);
                 }
             }
@@ -650,7 +652,10 @@ mod tests {
             ),
             &mut ctx,
         );
-        assert_eq!(s.effect, Effect::BecameUntrusted(UntrustReason::TickSizeChange));
+        assert_eq!(
+            s.effect,
+            Effect::BecameUntrusted(UntrustReason::TickSizeChange)
+        );
         assert_eq!(b.tick_size(), Some(p("0.001")));
         let s = b.apply(&change(3, Side::Bid, "0.41", 5, Bbo::default()), &mut ctx);
         assert_eq!(s.effect, Effect::SkippedNotTrusted);
@@ -676,8 +681,15 @@ mod tests {
         };
         b.apply(&rec(1, lvl), &mut ctx);
         let s = b.apply(&rec(1, Event::BookEnd { hash: None }), &mut ctx);
-        assert_eq!(s.effect, Effect::BecameUntrusted(UntrustReason::IncompleteSnapshot));
-        assert_eq!(b.apply(&rec(1, Event::BookEnd { hash: None }), &mut ctx).effect, Effect::Stray);
+        assert_eq!(
+            s.effect,
+            Effect::BecameUntrusted(UntrustReason::IncompleteSnapshot)
+        );
+        assert_eq!(
+            b.apply(&rec(1, Event::BookEnd { hash: None }), &mut ctx)
+                .effect,
+            Effect::Stray
+        );
     }
 
     #[test]
@@ -686,7 +698,10 @@ mod tests {
         let mut b = OrderBook::new(BookMeta::new("1", "0x1"));
         snapshot(&mut b, &mut ctx, &["0.4"], &["0.6"]);
         // A trade group: the bid crosses the ask, then the ask is consumed.
-        b.apply(&change(5, Side::Bid, "0.6", 1_000_000, bbo("0.6", "0.7")), &mut ctx);
+        b.apply(
+            &change(5, Side::Bid, "0.6", 1_000_000, bbo("0.6", "0.7")),
+            &mut ctx,
+        );
         b.apply(&change(5, Side::Ask, "0.6", 0, bbo("0.6", "0.7")), &mut ctx);
         b.apply(&change(5, Side::Ask, "0.7", 3, bbo("0.6", "0.7")), &mut ctx);
         let v = b.settle(&mut ctx).unwrap();
@@ -700,7 +715,10 @@ mod tests {
         let mut ctx = CheckContext::new(CheckMode::Settled);
         let mut b = OrderBook::new(BookMeta::new("1", "0x1"));
         snapshot(&mut b, &mut ctx, &["0.4"], &["0.6"]);
-        b.apply(&change(5, Side::Bid, "0.45", 1, bbo("0.44", "0.6")), &mut ctx);
+        b.apply(
+            &change(5, Side::Bid, "0.45", 1, bbo("0.44", "0.6")),
+            &mut ctx,
+        );
         // The next timestamp settles the group first: the venue said 0.44, we have 0.45.
         let s = b.apply(&change(6, Side::Bid, "0.3", 1, Bbo::default()), &mut ctx);
         assert!(!s.settled.unwrap().bbo_ok);

@@ -5,10 +5,11 @@
 pub mod book;
 pub mod hash;
 pub mod ladder;
+pub mod view;
 
 pub use book::{
-    BookMeta, CheckContext, CheckMode, Effect, HashVerdict, OrderBook, Step, UntrustReason,
-    Verdict,
+    BookMeta, CheckContext, CheckMode, Effect, HashVerdict, OrderBook, Step, UntrustReason, Verdict,
 };
 pub use hash::BookHasher;
 pub use ladder::{Ladder, Level};
+pub use view::{BookDump, LevelText};
