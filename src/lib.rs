@@ -17,4 +17,5 @@
 pub mod market;
 pub mod orderbook;
 pub mod recording;
+pub mod registry;
 pub mod venue;

@@ -3,7 +3,9 @@
 //! Pure: no I/O, no clock. See `../shared/polymarket/PROTOCOL.md` for the facts encoded here.
 
 pub mod decode;
+pub mod gamma;
 pub mod json;
+pub mod subscribe;
 
 pub use decode::{
     AssetResolver, DecodeError, DecodeOutput, Decoder, Failure, FrameKind, FrameStats, Notice,
