@@ -16,6 +16,7 @@
 
 pub mod market;
 pub mod orderbook;
+pub mod pool;
 pub mod recording;
 pub mod registry;
 pub mod venue;
