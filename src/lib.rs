@@ -14,6 +14,8 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod http;
 pub mod market;
 pub mod orderbook;
 pub mod pool;

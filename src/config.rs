@@ -1,0 +1,216 @@
+//! Engine configuration: parsed once (CLI flags with `POLYPY_…` environment twins, in
+//! `main.rs`), validated once, passed by value. Each thread gets only its own part.
+//!
+//! Defaults point at the real Polymarket endpoints and follow the venue's observed limits
+//! (PROTOCOL.md §2.5): 200 assets per connection (hard maximum 500), subscribe frames of at
+//! most 100 ids, `PING` every 10 s, a 30 s inbound-silence watchdog, reconnect backoff 1 s → 30 s.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use crate::orderbook::CheckMode;
+use crate::pool::PoolConfig;
+
+/// The real market channel.
+pub const DEFAULT_WS_URL: &str = "wss://ws-subscriptions-clob.polymarket.com/ws/market";
+/// The real Gamma API.
+pub const DEFAULT_GAMMA_URL: &str = "https://gamma-api.polymarket.com";
+/// The real CLOB REST API.
+pub const DEFAULT_CLOB_URL: &str = "https://clob.polymarket.com";
+
+/// How a hot thread waits when it has nothing to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleMode {
+    /// Busy-spin: lowest latency, burns a core. Only with a core to spare.
+    Spin,
+    /// Spin briefly, then `yield_now`, then park up to 1 ms: good latency, low idle cost.
+    Adaptive,
+    /// Park immediately (up to 1 ms): cheapest; a wake-up costs 12–50 µs on this VM kind.
+    Park,
+}
+
+/// Which markets to follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowList {
+    /// Token ids (`--asset`).
+    pub assets: Vec<String>,
+    /// Condition ids (`--market`).
+    pub markets: Vec<String>,
+}
+
+impl AllowList {
+    /// True when nothing is listed (follow every market).
+    pub fn is_empty(&self) -> bool {
+        self.assets.is_empty() && self.markets.is_empty()
+    }
+}
+
+/// Everything the engine needs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Market channel URL (`ws://` or `wss://`).
+    pub ws_url: String,
+    /// Gamma base URL.
+    pub gamma_url: String,
+    /// CLOB REST base URL.
+    pub clob_url: String,
+    /// Book worker threads.
+    pub workers: usize,
+    /// Pin workers to cores (worker i → core (i + 1) mod cores, the event loop stays free).
+    pub pin_workers: bool,
+    /// Idle strategy of the event loop and the workers.
+    pub idle: IdleMode,
+    /// Pool policy.
+    pub pool: PoolConfig,
+    /// Hash checking.
+    pub check: CheckMode,
+    /// Keep-alive `PING` interval.
+    pub ping_interval: Duration,
+    /// Reconnect when nothing arrives for this long.
+    pub silence_timeout: Duration,
+    /// Resync an asset that got no snapshot this long after subscribing.
+    pub snapshot_timeout: Duration,
+    /// Ask for `best_bid_ask`, `new_market`, `market_resolved`.
+    pub custom_features: bool,
+    /// Gamma scan interval.
+    pub discovery_interval: Duration,
+    /// Markets to follow (empty: all).
+    pub allow: AllowList,
+    /// Record every received frame to this file.
+    pub record: Option<std::path::PathBuf>,
+    /// Capacity of each worker ring, in records.
+    pub ring_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            ws_url: DEFAULT_WS_URL.into(),
+            gamma_url: DEFAULT_GAMMA_URL.into(),
+            clob_url: DEFAULT_CLOB_URL.into(),
+            workers: 2,
+            pin_workers: true,
+            idle: IdleMode::Adaptive,
+            pool: PoolConfig::default(),
+            // Chosen from benches/BENCHMARKS.md: a settled-group check costs one SHA1 per
+            // group (~1 µs for a 30-level book); sampling 1 in 4 keeps every book verified
+            // several times a second at a quarter of the cost. See docs/configuration.md.
+            check: CheckMode::Sampled(NonZeroU32::MIN.saturating_add(3)),
+            ping_interval: Duration::from_secs(10),
+            silence_timeout: Duration::from_secs(30),
+            snapshot_timeout: Duration::from_secs(10),
+            custom_features: false,
+            discovery_interval: Duration::from_secs(60),
+            allow: AllowList::default(),
+            record: None,
+            ring_capacity: 1 << 16,
+        }
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A URL has the wrong scheme or shape; fix the flag named.
+    #[error("invalid {flag}: {url:?}: {why}")]
+    Url {
+        /// The flag.
+        flag: &'static str,
+        /// The value.
+        url: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A number is out of its range; fix the flag named.
+    #[error("invalid {flag}: {why}")]
+    Range {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl EngineConfig {
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// The first problem found, naming the flag.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = |flag: &'static str, url: &str, schemes: &[&str]| {
+            let ok = schemes.iter().any(|s| {
+                url.strip_prefix(s)
+                    .and_then(|r| r.strip_prefix("://"))
+                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Url {
+                    flag,
+                    url: url.to_string(),
+                    why: "expected scheme://host[:port][/path]",
+                })
+            }
+        };
+        url("--ws-url", &self.ws_url, &["ws", "wss"])?;
+        url("--gamma-url", &self.gamma_url, &["http", "https"])?;
+        url("--clob-url", &self.clob_url, &["http", "https"])?;
+        if self.workers == 0 || self.workers > 256 {
+            return Err(ConfigError::Range {
+                flag: "--workers",
+                why: format!("{} is not within 1..=256", self.workers),
+            });
+        }
+        let per = self.pool.target_per_connection;
+        if per == 0 || per > self.pool.hard_max_per_connection {
+            return Err(ConfigError::Range {
+                flag: "--assets-per-connection",
+                why: format!(
+                    "{per} is not within 1..={}",
+                    self.pool.hard_max_per_connection
+                ),
+            });
+        }
+        if !self.ring_capacity.is_power_of_two() || self.ring_capacity < 1024 {
+            return Err(ConfigError::Range {
+                flag: "ring capacity",
+                why: format!("{} must be a power of two ≥ 1024", self.ring_capacity),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_flag() {
+        EngineConfig::default().validate().unwrap();
+        let bad = EngineConfig {
+            ws_url: "http://x".into(),
+            ..EngineConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("--ws-url"));
+        let bad = EngineConfig {
+            workers: 0,
+            ..EngineConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--workers")
+        );
+        let mut bad = EngineConfig::default();
+        bad.pool.target_per_connection = 501;
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--assets-per-connection")
+        );
+    }
+}
