@@ -14,7 +14,10 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
+pub mod discovery;
+pub mod event_loop;
 pub mod http;
 pub mod market;
 pub mod orderbook;

@@ -1,0 +1,185 @@
+//! Command-line flags (clap), each with a `POLYPY_…` environment twin. The names are a
+//! contract: monitoring scripts and tests rely on them. `Cli::engine_config` turns them into
+//! an [`EngineConfig`].
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::config::{AllowList, EngineConfig, IdleMode};
+use crate::orderbook::CheckMode;
+
+/// Hash checking modes for `--hash-check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HashCheckArg {
+    /// After every entry and every settled group (most expensive).
+    Every,
+    /// At every settled same-timestamp group.
+    Settled,
+    /// At one settled group in `--hash-sample` per worker.
+    Sampled,
+    /// Never (best bid/ask and crossing are still checked).
+    Off,
+}
+
+/// Idle strategies for `--idle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IdleArg {
+    /// Busy-spin (lowest latency; burns a core per hot thread).
+    Spin,
+    /// Spin briefly, then yield, then park ≤ 1 ms.
+    Adaptive,
+    /// Park at once (cheapest; 12–50 µs wake-up on small VMs).
+    Park,
+}
+
+/// polypy: live, verified L2 order books for every active Polymarket outcome token.
+///
+/// Discovers markets from the Gamma API, subscribes their tokens on the CLOB market channel,
+/// keeps one verified book per token, and serves health, statistics, metrics and books over
+/// HTTP. `--simulate` runs everything against a built-in simulated exchange (no network).
+#[derive(Parser, Debug, Clone)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Market channel WebSocket URL.
+    #[arg(long, env = "POLYPY_WS_URL", default_value = crate::config::DEFAULT_WS_URL)]
+    pub ws_url: String,
+    /// Gamma API base URL (market discovery).
+    #[arg(long, env = "POLYPY_GAMMA_URL", default_value = crate::config::DEFAULT_GAMMA_URL)]
+    pub gamma_url: String,
+    /// CLOB REST base URL (book resync).
+    #[arg(long, env = "POLYPY_CLOB_URL", default_value = crate::config::DEFAULT_CLOB_URL)]
+    pub clob_url: String,
+    /// Book worker threads (each owns a shard of the books; pinned to a core when possible).
+    #[arg(long, env = "POLYPY_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// Assets per WebSocket connection (the venue stops sending beyond ~500).
+    #[arg(long, env = "POLYPY_ASSETS_PER_CONNECTION", default_value_t = 200)]
+    pub assets_per_connection: usize,
+    /// Address the HTTP API binds to.
+    #[arg(long, env = "POLYPY_HTTP_HOST", default_value = "0.0.0.0")]
+    pub http_host: String,
+    /// Port of the HTTP API (0 picks a free port).
+    #[arg(long, env = "POLYPY_HTTP_PORT", default_value_t = 8080)]
+    pub http_port: u16,
+    /// Do not start the HTTP API.
+    #[arg(long, env = "POLYPY_NO_HTTP")]
+    pub no_http: bool,
+    /// Seconds between Gamma discovery scans.
+    #[arg(long, env = "POLYPY_DISCOVERY_INTERVAL", default_value_t = 60)]
+    pub discovery_interval: u64,
+    /// Follow only this token id (repeatable); disables full discovery.
+    #[arg(
+        long = "asset",
+        env = "POLYPY_ASSET",
+        value_name = "TOKEN_ID",
+        value_delimiter = ','
+    )]
+    pub assets: Vec<String>,
+    /// Follow only this market's tokens, by condition id (repeatable).
+    #[arg(
+        long = "market",
+        env = "POLYPY_MARKET",
+        value_name = "CONDITION_ID",
+        value_delimiter = ','
+    )]
+    pub markets: Vec<String>,
+    /// Record every received frame to FILE (JSON lines; see docs/recording-format.md).
+    #[arg(long, env = "POLYPY_RECORD", value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace (RUST_LOG, when set, takes precedence).
+    #[arg(long, env = "POLYPY_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Book hash verification.
+    #[arg(long, env = "POLYPY_HASH_CHECK", value_enum, default_value_t = HashCheckArg::Sampled)]
+    pub hash_check: HashCheckArg,
+    /// With `--hash-check sampled`: verify one settled group in N.
+    #[arg(long, env = "POLYPY_HASH_SAMPLE", default_value_t = 4)]
+    pub hash_sample: u32,
+    /// How hot threads wait when idle.
+    #[arg(long, env = "POLYPY_IDLE", value_enum, default_value_t = IdleArg::Adaptive)]
+    pub idle: IdleArg,
+    /// Do not pin book workers to cores.
+    #[arg(long, env = "POLYPY_NO_PIN")]
+    pub no_pin: bool,
+    /// Run against the built-in simulated exchange on loopback (no network needed).
+    #[arg(long, env = "POLYPY_SIMULATE")]
+    pub simulate: bool,
+    /// With `--simulate`: number of markets.
+    #[arg(long, env = "POLYPY_SIM_MARKETS", default_value_t = 500)]
+    pub sim_markets: usize,
+    /// With `--simulate`: messages per second, in total.
+    #[arg(long, env = "POLYPY_SIM_RATE", default_value_t = 2000)]
+    pub sim_rate: u32,
+}
+
+impl Cli {
+    /// The engine configuration these flags describe (not yet validated).
+    pub fn engine_config(&self) -> EngineConfig {
+        let mut c = EngineConfig {
+            ws_url: self.ws_url.clone(),
+            gamma_url: self.gamma_url.clone(),
+            clob_url: self.clob_url.clone(),
+            workers: self.workers,
+            pin_workers: !self.no_pin,
+            idle: match self.idle {
+                IdleArg::Spin => IdleMode::Spin,
+                IdleArg::Adaptive => IdleMode::Adaptive,
+                IdleArg::Park => IdleMode::Park,
+            },
+            check: match self.hash_check {
+                HashCheckArg::Every => CheckMode::EveryEntry,
+                HashCheckArg::Settled => CheckMode::Settled,
+                HashCheckArg::Off => CheckMode::Off,
+                HashCheckArg::Sampled => {
+                    CheckMode::Sampled(NonZeroU32::new(self.hash_sample).unwrap_or(NonZeroU32::MIN))
+                }
+            },
+            discovery_interval: Duration::from_secs(self.discovery_interval.max(1)),
+            allow: AllowList {
+                assets: self.assets.clone(),
+                markets: self.markets.clone(),
+            },
+            record: self.record.clone(),
+            ..EngineConfig::default()
+        };
+        c.pool.target_per_connection = self.assets_per_connection;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_into_config() {
+        let cli = Cli::try_parse_from([
+            "polypy",
+            "--workers",
+            "3",
+            "--asset",
+            "1",
+            "--asset",
+            "2",
+            "--market",
+            "0xa",
+            "--hash-check",
+            "settled",
+            "--assets-per-connection",
+            "100",
+            "--no-http",
+        ])
+        .unwrap();
+        let c = cli.engine_config();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.allow.assets, vec!["1", "2"]);
+        assert_eq!(c.allow.markets, vec!["0xa"]);
+        assert_eq!(c.check, CheckMode::Settled);
+        assert_eq!(c.pool.target_per_connection, 100);
+        assert!(cli.no_http);
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,31 @@
+//! Commands other threads send to the event loop (a crossbeam channel plus the loop's
+//! `mio::Waker`). Rare by design: discovery batches, queries from the HTTP thread, control.
+
+use crossbeam_channel::Sender;
+
+use super::snapshot::{LoopSnapshot, MarketView};
+use crate::market::AssetId;
+use crate::registry::{AssetInfo, ConnId};
+
+/// A request to the event loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Register (and then subscribe) these assets; known ones are updated.
+    AddAssets(Vec<AssetInfo>),
+    /// Stop following these tokens now (resolved or closed markets): unsubscribe them.
+    ExpireTokens(Vec<String>),
+    /// Resubscribe these tokens for a fresh snapshot.
+    Resync(Vec<String>),
+    /// Plan pending subscriptions now (seed `force_subscribe`).
+    ForceSubscribe,
+    /// Recycle a connection now (seed `force_recycle`).
+    ForceRecycle(ConnId),
+    /// Answer with the loop's statistics.
+    Snapshot(Sender<LoopSnapshot>),
+    /// Answer with the followed markets.
+    Markets(Sender<Vec<MarketView>>),
+    /// Answer with the asset id and owning worker of a token.
+    Locate(String, Sender<Option<(AssetId, usize)>>),
+    /// Close every connection and return from `run`.
+    Stop,
+}
