@@ -70,6 +70,9 @@ pub struct EngineConfig {
     pub silence_timeout: Duration,
     /// Resync an asset that got no snapshot this long after subscribing.
     pub snapshot_timeout: Duration,
+    /// Resync an asset that got no data this long while its connection delivered
+    /// (per-asset silent stalls; zero disables).
+    pub asset_silence: Duration,
     /// Ask for `best_bid_ask`, `new_market`, `market_resolved`.
     pub custom_features: bool,
     /// Gamma scan interval.
@@ -99,6 +102,7 @@ impl Default for EngineConfig {
             ping_interval: Duration::from_secs(10),
             silence_timeout: Duration::from_secs(30),
             snapshot_timeout: Duration::from_secs(10),
+            asset_silence: Duration::from_secs(600),
             custom_features: false,
             discovery_interval: Duration::from_secs(60),
             allow: AllowList::default(),

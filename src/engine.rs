@@ -1,0 +1,399 @@
+//! The engine: builds rings and wakers, starts every thread in dependency order, stops them
+//! in reverse. The only file that knows all threads (seed component 10's core; `main.rs` adds
+//! signals and HTTP).
+//!
+//! Start order (seeds): registry (inside the event loop) → book workers → router (their
+//! rings) → event loop with the pool → discovery. Stop order: discovery → event loop (which
+//! closes every connection and drops the ring producers) → workers (they drain their rings,
+//! see the producers abandoned, and return).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, bounded};
+use mio::{Poll, Waker};
+
+use crate::config::{EngineConfig, IdleMode};
+use crate::connection::{ConnectionConfig, Endpoint};
+use crate::discovery::{Discovery, DiscoveryConfig, RetryPolicy};
+use crate::event_loop::{Command, EventLoop, LoopConfig, LoopShared, LoopSnapshot, MarketView, WAKER};
+use crate::handoff::RouterStats;
+use crate::http::{BookAnswer, Components, Health};
+use crate::registry::AssetInfo;
+use crate::worker::{
+    BookView, HandlerFactory, IdleStrategy, ResyncSink, WorkerConfig, WorkerHandle,
+    WorkerStatsSnapshot, noop_factory, spawn_workers,
+};
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The configuration is invalid; fix the flag named.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The market channel URL cannot be used (unparsable or its host does not resolve).
+    #[error("market channel {url}: {source}")]
+    Endpoint {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: crate::connection::ConnectionError,
+    },
+    /// The OS refused a resource (thread, poll, file).
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being created.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> EngineError {
+    move |source| EngineError::Os { what, source }
+}
+
+/// Entry point for embedding: `Engine::start(config)`.
+#[derive(Debug)]
+pub struct Engine;
+
+impl Engine {
+    /// Starts the engine with no handler callbacks.
+    ///
+    /// # Errors
+    /// [`EngineError`] naming the step that failed; everything started before it is stopped.
+    pub fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
+        Engine::start_with_handlers(config, noop_factory(), true)
+    }
+
+    /// Starts the engine; `factory(i)` builds worker `i`'s handler. With `discover` false the
+    /// caller feeds assets itself ([`EngineHandle::add_assets`]).
+    ///
+    /// # Errors
+    /// [`EngineError`] naming the step that failed; everything started before it is stopped.
+    pub fn start_with_handlers(
+        config: EngineConfig,
+        factory: HandlerFactory,
+        discover: bool,
+    ) -> Result<EngineHandle, EngineError> {
+        config.validate()?;
+        let started = Instant::now();
+        log::info!("Starting engine: workers={} ws={}", config.workers, config.ws_url);
+        let mut endpoint = Endpoint::parse(&config.ws_url).map_err(|source| EngineError::Endpoint {
+            url: config.ws_url.clone(),
+            source,
+        })?;
+        endpoint.resolve().map_err(|source| EngineError::Endpoint {
+            url: config.ws_url.clone(),
+            source,
+        })?;
+        let endpoint = Arc::new(endpoint);
+
+        // 1. Registry lives in the event loop; its poll and waker come first so workers can
+        //    wake it.
+        let poll = Poll::new().map_err(os("creating the event loop poll"))?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(os("creating the waker"))?);
+        let (resync_tx, resync_rx) = bounded(65_536);
+        let shutdown = Arc::new(AtomicBool::new(false));
+
+        // 2. Workers and 3. router (the rings' write ends).
+        let placements = if config.pin_workers {
+            crate::pinning::spread_placements(config.workers)
+        } else {
+            Vec::new()
+        };
+        let pool_cfg = crate::worker::PoolConfig {
+            workers: config.workers,
+            ring_capacity: config.ring_capacity,
+            worker: WorkerConfig {
+                check_mode: config.check,
+                idle: idle_strategy(config.idle),
+                ..WorkerConfig::default()
+            },
+            placements,
+            ..crate::worker::PoolConfig::default()
+        };
+        let sink = ResyncSink::new(resync_tx).with_waker(Arc::clone(&waker));
+        let (router, workers) =
+            spawn_workers(&pool_cfg, &factory, &sink, &shutdown).map_err(os("starting book workers"))?;
+        log::info!("Book workers started: count={}", workers.len());
+        let router_stats = router.stats();
+
+        // 4. Event loop with the pool.
+        let (cmd_tx, cmd_rx) = bounded(4096);
+        let shared = Arc::new(LoopShared::default());
+        let recorder = match &config.record {
+            Some(path) => Some(start_recorder(path).map_err(os("opening the recording file"))?),
+            None => None,
+        };
+        let loop_config = LoopConfig {
+            connection: ConnectionConfig {
+                ping_interval: config.ping_interval,
+                silence_timeout: config.silence_timeout,
+                ..ConnectionConfig::default()
+            },
+            snapshot_timeout: config.snapshot_timeout,
+            asset_silence: config.asset_silence,
+            custom_features: config.custom_features,
+            idle_poll: match config.idle {
+                IdleMode::Spin => Duration::ZERO,
+                _ => Duration::from_millis(1),
+            },
+            workers: config.workers,
+        };
+        let ev = EventLoop::new(
+            poll,
+            endpoint,
+            loop_config,
+            crate::pool::PoolPlanner::new(config.pool.clone()),
+            router,
+            cmd_rx,
+            resync_rx,
+            Arc::clone(&shared),
+            recorder.as_ref().map(|(tx, _)| tx.clone()),
+        )
+        .map_err(os("building the event loop"))?;
+        let loop_thread = std::thread::Builder::new()
+            .name("event-loop".into())
+            .spawn(move || ev.run())
+            .map_err(os("starting the event loop"))?;
+        log::info!("Event loop started");
+
+        let mut handle = EngineHandle {
+            commands: cmd_tx,
+            waker,
+            loop_thread: Some(loop_thread),
+            workers,
+            router_stats,
+            shared,
+            discovery: None,
+            shutdown,
+            started,
+            recorder,
+        };
+
+        // 5. Discovery.
+        if discover {
+            let notify_waker = Arc::clone(&handle.waker);
+            let d = Discovery::spawn(
+                DiscoveryConfig {
+                    gamma_url: config.gamma_url.clone(),
+                    interval: config.discovery_interval,
+                    allow: config.allow.clone(),
+                    timeout: Duration::from_secs(10),
+                    retry: RetryPolicy::default(),
+                },
+                handle.commands.clone(),
+                Arc::new(move || {
+                    let _ = notify_waker.wake();
+                }),
+            );
+            match d {
+                Ok(d) => handle.discovery = Some(d),
+                Err(e) => {
+                    handle.stop();
+                    return Err(EngineError::Os {
+                        what: "starting discovery",
+                        source: e,
+                    });
+                }
+            }
+            log::info!("Discovery started: gamma={} interval_s={}", config.gamma_url, config.discovery_interval.as_secs());
+        }
+        Ok(handle)
+    }
+}
+
+fn idle_strategy(mode: IdleMode) -> IdleStrategy {
+    match mode {
+        IdleMode::Spin => IdleStrategy::Spin,
+        IdleMode::Adaptive => IdleStrategy::default(),
+        IdleMode::Park => IdleStrategy::Park(Duration::from_millis(1)),
+    }
+}
+
+type Recorder = (Sender<(u64, u32, String)>, JoinHandle<()>);
+
+fn start_recorder(path: &std::path::Path) -> std::io::Result<Recorder> {
+    let file = std::fs::File::create(path)?;
+    let (tx, rx) = bounded::<(u64, u32, String)>(65_536);
+    let path_text = path.display().to_string();
+    let t = std::thread::Builder::new().name("recorder".into()).spawn(move || {
+        let mut w = crate::recording::RecordingWriter::new(std::io::BufWriter::new(file));
+        for (ns, conn, frame) in rx {
+            if let Err(e) = w.write_frame(ns, conn, &frame) {
+                log::error!("Recording stopped: file={path_text} error={e}");
+                return;
+            }
+        }
+        let _ = w.flush();
+    })?;
+    log::info!("Recording frames: file={}", path.display());
+    Ok((tx, t))
+}
+
+/// A running engine.
+#[derive(Debug)]
+pub struct EngineHandle {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    loop_thread: Option<JoinHandle<()>>,
+    workers: Vec<WorkerHandle>,
+    router_stats: Arc<RouterStats>,
+    shared: Arc<LoopShared>,
+    discovery: Option<Discovery>,
+    shutdown: Arc<AtomicBool>,
+    started: Instant,
+    recorder: Option<Recorder>,
+}
+
+impl EngineHandle {
+    fn send(&self, cmd: Command) -> bool {
+        let ok = self.commands.try_send(cmd).is_ok();
+        let _ = self.waker.wake();
+        ok
+    }
+
+    /// Follows these assets (embedding without discovery, tests, `--asset` without Gamma).
+    pub fn add_assets(&self, assets: Vec<AssetInfo>) -> bool {
+        self.send(Command::AddAssets(assets))
+    }
+
+    /// Resubscribes tokens for fresh snapshots.
+    pub fn resync(&self, tokens: Vec<String>) -> bool {
+        self.send(Command::Resync(tokens))
+    }
+
+    /// Stops following tokens (unsubscribes them).
+    pub fn expire(&self, tokens: Vec<String>) -> bool {
+        self.send(Command::ExpireTokens(tokens))
+    }
+
+    /// Asks the event loop for its statistics.
+    pub fn loop_snapshot(&self, deadline: Duration) -> Option<LoopSnapshot> {
+        let (tx, rx) = bounded(1);
+        self.send(Command::Snapshot(tx));
+        rx.recv_timeout(deadline).ok()
+    }
+
+    /// The followed markets.
+    pub fn markets(&self, deadline: Duration) -> Option<Vec<MarketView>> {
+        let (tx, rx) = bounded(1);
+        self.send(Command::Markets(tx));
+        rx.recv_timeout(deadline).ok()
+    }
+
+    /// Each worker's statistics.
+    pub fn worker_stats(&self) -> Vec<WorkerStatsSnapshot> {
+        self.workers.iter().map(|w| w.stats().snapshot()).collect()
+    }
+
+    /// Router counters.
+    pub fn router_stats(&self) -> crate::handoff::RouterStatsSnapshot {
+        self.router_stats.snapshot()
+    }
+
+    /// Event-loop gauges.
+    pub fn shared(&self) -> &LoopShared {
+        &self.shared
+    }
+
+    /// Discovery counters, when discovery runs.
+    pub fn discovery_stats(&self) -> Option<&crate::discovery::DiscoveryStats> {
+        self.discovery.as_ref().map(|d| &*d.stats)
+    }
+
+    /// A book by token id, answered by its worker within `deadline`. `Ok(None)`: unknown.
+    ///
+    /// # Errors
+    /// A message when the owner did not answer in time.
+    pub fn book(&self, token: &str, depth: usize, deadline: Duration) -> Result<Option<BookView>, String> {
+        let (tx, rx) = bounded(1);
+        self.send(Command::Locate(token.to_string(), tx));
+        let located = rx.recv_timeout(deadline).map_err(|_| "event loop did not answer in time".to_string())?;
+        let Some((asset, worker)) = located else {
+            return Ok(None);
+        };
+        let w = self.workers.get(worker).ok_or("no such worker")?;
+        w.query(asset, depth, deadline).map_err(|e| e.to_string())
+    }
+
+    /// Seconds since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Every worker alive and progressing.
+    pub fn workers_healthy(&self) -> bool {
+        !self.workers.is_empty() && self.workers.iter().all(WorkerHandle::is_alive)
+    }
+
+    /// Health in the seeds' shape.
+    pub fn health(&self) -> Health {
+        let running = self.shared.running.load(Ordering::Acquire);
+        let beat = crate::worker::now_ns().saturating_sub(self.shared.heartbeat_ns.load(Ordering::Relaxed));
+        let loop_alive = running && beat < 2_000_000_000;
+        let components = Components {
+            registry: running,
+            pool: self.shared.active_connections.load(Ordering::Relaxed) > 0,
+            router: loop_alive,
+            workers: self.workers_healthy(),
+            lifecycle: self
+                .discovery_stats()
+                .is_none_or(|d| d.running.load(Ordering::Relaxed)),
+            recycler: running,
+        };
+        // As the seeds: healthy when running and every worker is healthy; a pool without
+        // connections is reported but does not fail health (start-up grace).
+        let healthy = loop_alive && components.workers;
+        Health {
+            healthy,
+            timestamp: jiff::Timestamp::now().to_string(),
+            components,
+        }
+    }
+
+    /// Stops every thread in reverse start order and returns within the workers' drain time.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(d) = self.discovery.take() {
+            d.stop();
+            log::info!("Discovery stopped");
+        }
+        if let Some(t) = self.loop_thread.take() {
+            let _ = self.commands.send(Command::Stop);
+            let _ = self.waker.wake();
+            let _ = t.join();
+            log::info!("Event loop stopped");
+        }
+        self.shutdown.store(true, Ordering::Release);
+        for w in self.workers.drain(..) {
+            w.unpark();
+            let id = w.id();
+            if w.join().is_err() {
+                log::error!("Book worker had panicked: worker={id}");
+            }
+        }
+        log::info!("Book workers stopped");
+        if let Some((tx, t)) = self.recorder.take() {
+            drop(tx);
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Converts a worker's book view into the HTTP answer.
+pub fn book_answer(v: &BookView) -> BookAnswer {
+    v.to_answer()
+}

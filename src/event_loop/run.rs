@@ -1,0 +1,785 @@
+//! The loop itself; see the module doc of `event_loop`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::{Events, Poll, Token, Waker};
+use rustc_hash::FxHashMap;
+
+use super::commands::Command;
+use super::snapshot::{self, LoopSnapshot, MarketView};
+
+use crate::connection::{
+    Connection, ConnectionConfig, Endpoint, Progress, ReconnectScheduler, Status,
+};
+use crate::handoff::{Router, RouterStats};
+use crate::market::{AssetId, Event};
+use crate::orderbook::BookMeta;
+use crate::pool::{PoolAction, PoolPlanner};
+use crate::registry::{AssetInfo, AssetStatus, ConnId, Registry};
+use crate::venue::subscribe::{self, Operation};
+use crate::venue::{DecodeOutput, Decoder, Notice};
+use crate::worker::ResyncRequest;
+
+/// The waker's token; connection `c` uses `Token(c + 1)`.
+pub const WAKER: Token = Token(0);
+
+fn token_of(conn: ConnId) -> Token {
+    Token(conn as usize + 1)
+}
+
+/// Why an asset is being resynced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResyncCause {
+    /// Its connection dropped and came back.
+    Reconnect,
+    /// Records were dropped on a full ring.
+    RingFull,
+    /// A frame naming it failed to decode.
+    DecodeFailure,
+    /// Its book failed a check (hash, best bid/ask, crossed) or saw a tick-size change.
+    BookCheck,
+    /// No snapshot within the timeout after subscribing.
+    NoSnapshot,
+    /// No data for the asset for a long time while its connection delivered.
+    AssetSilent,
+    /// Asked for by an operator or another component.
+    Requested,
+}
+
+impl ResyncCause {
+    /// snake_case name for stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResyncCause::Reconnect => "reconnect",
+            ResyncCause::RingFull => "ring_full",
+            ResyncCause::DecodeFailure => "decode_failure",
+            ResyncCause::BookCheck => "book_check",
+            ResyncCause::NoSnapshot => "no_snapshot",
+            ResyncCause::AssetSilent => "asset_silent",
+            ResyncCause::Requested => "requested",
+        }
+    }
+}
+
+/// Counters the loop publishes for `/health` and `/ready` without a round trip.
+#[derive(Debug, Default)]
+pub struct LoopShared {
+    /// The loop is running.
+    pub running: AtomicBool,
+    /// Connected connections.
+    pub active_connections: AtomicUsize,
+    /// Connections in the pool.
+    pub connections: AtomicUsize,
+    /// Subscribed assets.
+    pub subscribed: AtomicUsize,
+    /// Assets awaiting a snapshot.
+    pub awaiting_snapshot: AtomicUsize,
+    /// Last iteration, ns on the engine clock.
+    pub heartbeat_ns: AtomicU64,
+    /// Frames received.
+    pub frames: AtomicU64,
+}
+
+/// Event-loop settings (a part of `EngineConfig`).
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    /// Per-connection settings.
+    pub connection: ConnectionConfig,
+    /// Resync when no snapshot arrives this long after subscribing.
+    pub snapshot_timeout: Duration,
+    /// Resync an asset with no data this long while its connection delivers.
+    pub asset_silence: Duration,
+    /// Ask for the custom-feature messages.
+    pub custom_features: bool,
+    /// Poll timeout when idle.
+    pub idle_poll: Duration,
+    /// Workers (for routing).
+    pub workers: usize,
+}
+
+struct ConnSlot {
+    conn: Connection,
+    /// Assets this connection is subscribed to (what to resend after a reconnect).
+    assets: Vec<AssetId>,
+    created: Instant,
+}
+
+/// The event loop; `run` consumes it on its own thread.
+pub struct EventLoop {
+    poll: Poll,
+    commands: Receiver<Command>,
+    resyncs_in: Receiver<ResyncRequest>,
+    endpoint: Arc<Endpoint>,
+    config: LoopConfig,
+    planner: PoolPlanner,
+    scheduler: ReconnectScheduler,
+    conns: BTreeMap<ConnId, ConnSlot>,
+    core: Core,
+    shared: Arc<LoopShared>,
+    recorder: Option<Sender<(u64, u32, String)>>,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop").field("connections", &self.conns.len()).finish()
+    }
+}
+
+/// Everything a frame touches; split from the connections so both can be borrowed at once.
+struct Core {
+    registry: Registry,
+    decoder: Decoder,
+    out: DecodeOutput,
+    router: Router,
+    router_stats: Arc<RouterStats>,
+    workers_of: Vec<u16>,
+    /// When each asset last received a record (ns), for the asset-silence watchdog.
+    last_record_ns: Vec<u64>,
+    /// Assets subscribed and waiting for a snapshot, with the time they started waiting.
+    awaiting: FxHashMap<AssetId, Instant>,
+    /// Assets to resync at the next tick, with the cause.
+    wanted: FxHashMap<AssetId, ResyncCause>,
+    last_resync: FxHashMap<AssetId, Instant>,
+    stats: snapshot::IntegrityView,
+    resync_counts: BTreeMap<ResyncCause, u64>,
+    lost: Vec<AssetId>,
+    notices: Vec<Notice>,
+}
+
+impl EventLoop {
+    /// Builds the loop around `poll`, whose [`WAKER`] token the engine's waker uses.
+    ///
+    /// # Errors
+    /// Never at present; kept fallible for OS resources created here later.
+    #[allow(clippy::too_many_arguments, reason = "constructed once by the engine")]
+    pub fn new(
+        poll: Poll,
+        endpoint: Arc<Endpoint>,
+        config: LoopConfig,
+        planner: PoolPlanner,
+        router: Router,
+        commands: Receiver<Command>,
+        resyncs_in: Receiver<ResyncRequest>,
+        shared: Arc<LoopShared>,
+        recorder: Option<Sender<(u64, u32, String)>>,
+    ) -> std::io::Result<EventLoop> {
+        let core = Core {
+            registry: Registry::new(),
+            decoder: Decoder::new(),
+            out: DecodeOutput::default(),
+            router_stats: router.stats(),
+            router,
+            workers_of: Vec::new(),
+            last_record_ns: Vec::new(),
+            awaiting: FxHashMap::default(),
+            wanted: FxHashMap::default(),
+            last_resync: FxHashMap::default(),
+            stats: snapshot::IntegrityView::default(),
+            resync_counts: BTreeMap::new(),
+            lost: Vec::new(),
+            notices: Vec::new(),
+        };
+        Ok(EventLoop {
+                poll,
+                commands,
+                resyncs_in,
+                endpoint,
+                scheduler: ReconnectScheduler::new(config.connection.backoff.clone()),
+                config,
+                planner,
+                conns: BTreeMap::new(),
+                core,
+                shared,
+                recorder,
+            })
+    }
+
+    /// Runs until [`Command::Stop`] or until the command channel closes.
+    pub fn run(mut self) {
+        self.shared.running.store(true, Ordering::Release);
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now();
+        loop {
+            let now = Instant::now();
+            let timeout = next_tick.saturating_duration_since(now).min(self.config.idle_poll);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("Event loop poll failed: {e}");
+                    break;
+                }
+            }
+            let now = Instant::now();
+            self.shared
+                .heartbeat_ns
+                .store(crate::worker::now_ns(), Ordering::Relaxed);
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let conn_id = (event.token().0 - 1) as ConnId;
+                self.drive(conn_id, now);
+            }
+            self.flush_router();
+            if !self.drain_commands() {
+                break;
+            }
+            self.drain_resync_requests();
+            if now >= next_tick {
+                self.tick(now);
+                next_tick = now + Duration::from_millis(100);
+            }
+        }
+        for (_, slot) in self.conns.iter_mut() {
+            slot.conn.close(self.poll.registry());
+        }
+        self.shared.running.store(false, Ordering::Release);
+        self.shared.active_connections.store(0, Ordering::Relaxed);
+    }
+
+    /// Reads everything a connection has and handles what happened.
+    fn drive(&mut self, conn_id: ConnId, now: Instant) {
+        let Some(slot) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let core = &mut self.core;
+        let recorder = &self.recorder;
+        let result = slot.conn.on_ready(self.poll.registry(), now, &mut |text: &str| {
+            let recv_ns = crate::worker::now_ns();
+            if let Some(tx) = recorder {
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
+                let _ = tx.try_send((wall, conn_id, text.to_string()));
+            }
+            core.on_frame(conn_id, text, recv_ns);
+        });
+        self.after_progress(conn_id, result, now);
+    }
+
+    fn after_progress(
+        &mut self,
+        conn_id: ConnId,
+        result: Result<Progress, crate::connection::ConnectionError>,
+        now: Instant,
+    ) {
+        match result {
+            Ok(Progress::Connected) => self.on_connected(conn_id, now),
+            Ok(Progress::Closed) => self.on_lost(conn_id, now, "closed by peer"),
+            Ok(_) => {}
+            Err(e) => {
+                let why = e.to_string();
+                self.on_lost(conn_id, now, &why);
+            }
+        }
+    }
+
+    fn on_connected(&mut self, conn_id: ConnId, now: Instant) {
+        let Some(slot) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        self.scheduler.succeeded(conn_id);
+        let tokens: Vec<&str> = slot
+            .assets
+            .iter()
+            .filter_map(|a| self.core.registry.token(*a))
+            .collect();
+        log::info!(
+            "Connected: conn={conn_id} assets={} url={}",
+            tokens.len(),
+            self.endpoint.url()
+        );
+        let mut frames = Vec::new();
+        let mut chunks = subscribe::chunks(&tokens);
+        frames.push(subscribe::initial(
+            chunks.next().unwrap_or_default().iter().copied(),
+            self.config.custom_features,
+        ));
+        for chunk in chunks {
+            frames.push(subscribe::operation(Operation::Subscribe, chunk.iter().copied()));
+        }
+        for f in &frames {
+            if let Err(e) = slot.conn.send_text(f) {
+                let why = e.to_string();
+                self.on_lost(conn_id, now, &why);
+                return;
+            }
+        }
+        for a in &slot.assets {
+            self.core.awaiting.insert(*a, now);
+        }
+    }
+
+    /// A connection died: its assets' books may have missed data.
+    fn on_lost(&mut self, conn_id: ConnId, now: Instant, why: &str) {
+        let Some(slot) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        log::warn!(
+            "Connection lost: conn={conn_id} assets={} reason={why}",
+            slot.assets.len()
+        );
+        for a in &slot.assets {
+            self.core.mark_lost(*a);
+            *self.core.resync_counts.entry(ResyncCause::Reconnect).or_default() += 1;
+            self.core.awaiting.remove(a);
+            self.core.wanted.remove(a);
+        }
+        self.scheduler.request(conn_id, now);
+    }
+
+    fn flush_router(&mut self) {
+        self.core.router.flush(&mut self.core.lost);
+        while let Some(asset) = self.core.lost.pop() {
+            self.core.want(asset, ResyncCause::RingFull);
+        }
+    }
+
+    /// Returns false when the loop must stop.
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+                Ok(cmd) => self.on_command(cmd),
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::AddAssets(infos) => self.add_assets(infos),
+            Command::ExpireTokens(tokens) => {
+                let now_ms = wall_ms();
+                let ids: Vec<AssetId> = tokens
+                    .iter()
+                    .filter_map(|t| self.core.registry.resolve(t))
+                    .collect();
+                self.expire(&ids, now_ms);
+            }
+            Command::Resync(tokens) => {
+                for t in tokens {
+                    if let Some(id) = self.core.registry.resolve(&t) {
+                        self.core.want(id, ResyncCause::Requested);
+                    }
+                }
+            }
+            Command::ForceSubscribe => self.planner.force(),
+            Command::ForceRecycle(conn) => {
+                log::info!("Recycle requested: conn={conn} (recycling not available yet)");
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot(Instant::now()));
+            }
+            Command::Markets(reply) => {
+                let _ = reply.send(self.markets());
+            }
+            Command::Locate(token, reply) => {
+                let found = self.core.registry.resolve(&token).map(|id| {
+                    let w = self.core.workers_of.get(id.index()).copied().unwrap_or(0);
+                    (id, usize::from(w))
+                });
+                let _ = reply.send(found);
+            }
+            Command::Stop => {}
+        }
+    }
+
+    fn add_assets(&mut self, infos: Vec<AssetInfo>) {
+        let mut added = 0usize;
+        for info in infos {
+            let meta = BookMeta {
+                asset_id: info.token.as_str().into(),
+                market: info.condition.as_str().into(),
+                min_order_size: info.min_order_size,
+                neg_risk: info.neg_risk,
+            };
+            let (id, new) = self.core.registry.add_asset(info);
+            let idx = id.index();
+            if self.core.workers_of.len() <= idx {
+                self.core.workers_of.resize(idx + 1, 0);
+                self.core.last_record_ns.resize(idx + 1, 0);
+            }
+            // A known asset gets its metadata refreshed (Gamma may correct it).
+            let worker = self.core.router.add_book(id, meta);
+            self.core.workers_of[idx] = worker as u16;
+            added += usize::from(new);
+        }
+        if added > 0 {
+            log::info!(
+                "Assets registered: added={added} total={}",
+                self.core.registry.len()
+            );
+        }
+    }
+
+    fn expire(&mut self, ids: &[AssetId], now_ms: u64) {
+        let mut by_conn: BTreeMap<ConnId, Vec<AssetId>> = BTreeMap::new();
+        for id in ids {
+            let Some(entry) = self.core.registry.get(*id) else { continue };
+            if entry.status == AssetStatus::Expired {
+                continue;
+            }
+            if let Some(c) = entry.connection {
+                by_conn.entry(c).or_default().push(*id);
+            }
+            self.core.registry.mark_expired(*id, now_ms);
+            self.core.awaiting.remove(id);
+            self.core.wanted.remove(id);
+        }
+        for (conn, assets) in by_conn {
+            let Some(slot) = self.conns.get_mut(&conn) else { continue };
+            slot.assets.retain(|a| !assets.contains(a));
+            if slot.conn.status() != Status::Connected {
+                continue;
+            }
+            let tokens: Vec<&str> = assets
+                .iter()
+                .filter_map(|a| self.core.registry.token(*a))
+                .collect();
+            for chunk in subscribe::chunks(&tokens) {
+                let _ = slot
+                    .conn
+                    .send_text(&subscribe::operation(Operation::Unsubscribe, chunk.iter().copied()));
+            }
+        }
+    }
+
+    fn drain_resync_requests(&mut self) {
+        while let Ok(req) = self.resyncs_in.try_recv() {
+            self.core.want(req.asset, ResyncCause::BookCheck);
+        }
+    }
+
+    /// Timers, every ~100 ms.
+    fn tick(&mut self, now: Instant) {
+        // Keep-alive and silence watchdog.
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in &ids {
+            let Some(slot) = self.conns.get_mut(id) else { continue };
+            let result = slot.conn.on_tick(self.poll.registry(), now);
+            self.after_progress(*id, result, now);
+        }
+        // Reconnects that are due.
+        let due: Vec<ConnId> = self.scheduler.due(now).collect();
+        for id in due {
+            if let Some(slot) = self.conns.get_mut(&id) {
+                log::info!("Reconnecting: conn={id}");
+                if let Err(e) = slot.conn.connect(self.poll.registry(), token_of(id), now) {
+                    log::warn!("Reconnect failed to start: conn={id} error={e}");
+                    self.scheduler.request(id, now);
+                }
+            }
+        }
+        self.plan_subscriptions(now);
+        self.watchdogs(now);
+        self.send_resyncs(now);
+        self.publish(now);
+    }
+
+    fn plan_subscriptions(&mut self, now: Instant) {
+        let conns = &self.conns;
+        let live = |c: ConnId| conns.get(&c).is_some_and(|s| s.conn.status() == Status::Connected);
+        let actions = self.planner.plan(&self.core.registry, now, &live);
+        for action in actions {
+            match action {
+                PoolAction::Open { conn, assets } => {
+                    for a in &assets {
+                        self.core.registry.mark_subscribed(*a, conn);
+                    }
+                    let mut connection =
+                        Connection::new(conn, Arc::clone(&self.endpoint), self.config.connection.clone());
+                    log::info!("Opening connection: conn={conn} assets={}", assets.len());
+                    if let Err(e) = connection.connect(self.poll.registry(), token_of(conn), now) {
+                        log::warn!("Connect failed to start: conn={conn} error={e}");
+                        self.scheduler.request(conn, now);
+                    }
+                    self.conns.insert(
+                        conn,
+                        ConnSlot {
+                            conn: connection,
+                            assets,
+                            created: now,
+                        },
+                    );
+                }
+                PoolAction::Subscribe { conn, assets } => {
+                    let Some(slot) = self.conns.get_mut(&conn) else { continue };
+                    let tokens: Vec<&str> = assets
+                        .iter()
+                        .filter_map(|a| self.core.registry.token(*a))
+                        .collect();
+                    for chunk in subscribe::chunks(&tokens) {
+                        let _ = slot
+                            .conn
+                            .send_text(&subscribe::operation(Operation::Subscribe, chunk.iter().copied()));
+                    }
+                    for a in &assets {
+                        self.core.registry.mark_subscribed(*a, conn);
+                        self.core.awaiting.insert(*a, now);
+                    }
+                    slot.assets.extend(assets);
+                }
+            }
+        }
+    }
+
+    fn watchdogs(&mut self, now: Instant) {
+        let timeout = self.config.snapshot_timeout;
+        let late: Vec<AssetId> = self
+            .core
+            .awaiting
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= timeout)
+            .map(|(a, _)| *a)
+            .collect();
+        for a in late {
+            self.core.want(a, ResyncCause::NoSnapshot);
+        }
+        // Asset-level silence: the connection delivers, the asset does not.
+        let silence_ns = self.config.asset_silence.as_nanos() as u64;
+        let now_ns = crate::worker::now_ns();
+        if silence_ns > 0 {
+            for slot in self.conns.values() {
+                if slot.conn.status() != Status::Connected {
+                    continue;
+                }
+                for a in &slot.assets {
+                    let last = self.core.last_record_ns.get(a.index()).copied().unwrap_or(0);
+                    if last != 0
+                        && now_ns.saturating_sub(last) > silence_ns
+                        && !self.core.awaiting.contains_key(a)
+                    {
+                        self.core.wanted.entry(*a).or_insert(ResyncCause::AssetSilent);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resubscribes wanted assets on their owner connections, rate-limited per asset.
+    fn send_resyncs(&mut self, now: Instant) {
+        if self.core.wanted.is_empty() {
+            return;
+        }
+        let min_gap = self.config.snapshot_timeout / 2;
+        let mut by_conn: BTreeMap<ConnId, Vec<AssetId>> = BTreeMap::new();
+        let wanted: Vec<(AssetId, ResyncCause)> = self.core.wanted.iter().map(|(a, c)| (*a, *c)).collect();
+        for (a, cause) in wanted {
+            let Some(conn) = self.core.registry.owner(a) else {
+                self.core.wanted.remove(&a);
+                continue;
+            };
+            let live = self
+                .conns
+                .get(&conn)
+                .is_some_and(|s| s.conn.status() == Status::Connected);
+            if !live {
+                continue; // the reconnect resubscribes it
+            }
+            if self.core.last_resync.get(&a).is_some_and(|t| now.duration_since(*t) < min_gap) {
+                continue;
+            }
+            self.core.wanted.remove(&a);
+            self.core.last_resync.insert(a, now);
+            self.core.awaiting.insert(a, now);
+            *self.core.resync_counts.entry(cause).or_default() += 1;
+            self.core.last_record_ns[a.index()] = 0;
+            by_conn.entry(conn).or_default().push(a);
+        }
+        for (conn, assets) in by_conn {
+            let Some(slot) = self.conns.get_mut(&conn) else { continue };
+            let tokens: Vec<&str> = assets
+                .iter()
+                .filter_map(|a| self.core.registry.token(*a))
+                .collect();
+            for chunk in subscribe::chunks(&tokens) {
+                let _ = slot
+                    .conn
+                    .send_text(&subscribe::operation(Operation::Unsubscribe, chunk.iter().copied()));
+                let _ = slot
+                    .conn
+                    .send_text(&subscribe::operation(Operation::Subscribe, chunk.iter().copied()));
+            }
+        }
+    }
+
+    fn publish(&mut self, _now: Instant) {
+        let active = self
+            .conns
+            .values()
+            .filter(|s| s.conn.status() == Status::Connected)
+            .count();
+        self.shared.active_connections.store(active, Ordering::Relaxed);
+        self.shared.connections.store(self.conns.len(), Ordering::Relaxed);
+        self.shared
+            .subscribed
+            .store(self.core.registry.count(AssetStatus::Subscribed), Ordering::Relaxed);
+        self.shared
+            .awaiting_snapshot
+            .store(self.core.awaiting.len(), Ordering::Relaxed);
+    }
+
+    fn snapshot(&self, now: Instant) -> LoopSnapshot {
+        let r = &self.core.registry;
+        let mut stats = Vec::with_capacity(self.conns.len());
+        for (id, slot) in &self.conns {
+            let s = slot.conn.stats();
+            let counts = r.connection_stats(*id);
+            stats.push(snapshot::ConnectionView {
+                connection_id: format!("conn-{id}"),
+                status: slot.conn.status().as_str().to_string(),
+                subscribed_markets: counts.active,
+                messages_received: s.messages,
+                bytes_received: s.bytes,
+                parse_errors: s.parse_errors,
+                reconnects: s.reconnects,
+                uptime: s
+                    .connected_since
+                    .map(|t| now.duration_since(t).as_secs_f64())
+                    .unwrap_or(0.0),
+                age_seconds: now.duration_since(slot.created).as_secs_f64(),
+                last_message_age: s.last_message_at.map(|t| now.duration_since(t).as_secs_f64()),
+                total: counts.total,
+                active: counts.active,
+                expired: counts.expired,
+                pollution_ratio: counts.pollution_ratio,
+            });
+        }
+        let rs = self.core.router_stats.snapshot();
+        let mut integrity = self.core.stats.clone();
+        integrity.resyncs = self
+            .core
+            .resync_counts
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), *v))
+            .collect();
+        integrity.awaiting_snapshot = self.core.awaiting.len();
+        LoopSnapshot {
+            registry: snapshot::RegistryView {
+                total_markets: r.len(),
+                conditions: r.conditions().count(),
+                pending: r.pending_count(),
+                subscribed: r.count(AssetStatus::Subscribed),
+                expired: r.count(AssetStatus::Expired),
+            },
+            pool: snapshot::PoolView {
+                connection_count: self.conns.len(),
+                active_connections: stats.iter().filter(|c| c.status == "connected").count(),
+                total_capacity: self.planner.total_capacity(),
+                stats,
+            },
+            router: snapshot::RouterView {
+                messages_routed: rs.messages_routed,
+                messages_dropped: rs.messages_dropped,
+                batches_sent: rs.batches_sent,
+                queue_full_events: rs.queue_full_events,
+                routing_errors: rs.routing_errors + integrity.foreign_entries + integrity.unknown_assets,
+                queue_depths: rs
+                    .queue_depths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (format!("worker_{i}"), *d as usize))
+                    .collect(),
+            },
+            integrity,
+        }
+    }
+
+    fn markets(&self) -> Vec<MarketView> {
+        let r = &self.core.registry;
+        let mut out = Vec::new();
+        for cond in r.conditions() {
+            let ids = r.by_condition(cond);
+            let entries: Vec<_> = ids.iter().filter_map(|a| r.get(*a)).collect();
+            let Some(first) = entries.first() else { continue };
+            if first.status != AssetStatus::Subscribed {
+                continue;
+            }
+            out.push(MarketView {
+                condition_id: cond.to_string(),
+                question: first.info.question.clone(),
+                outcomes: entries.iter().map(|e| e.info.outcome.clone()).collect(),
+                tokens: entries
+                    .iter()
+                    .map(|e| snapshot::TokenView {
+                        token_id: e.info.token.clone(),
+                        outcome: e.info.outcome.clone(),
+                    })
+                    .collect(),
+                end_date: first.info.end_ms.and_then(|ms| {
+                    jiff::Timestamp::from_millisecond(ms as i64)
+                        .ok()
+                        .map(|t| t.to_string())
+                }),
+                status: "subscribed".into(),
+            });
+        }
+        out.sort_by(|a, b| a.condition_id.cmp(&b.condition_id));
+        out
+    }
+}
+
+impl Core {
+    /// Decodes one frame from `conn` and routes its records.
+    fn on_frame(&mut self, conn: ConnId, text: &str, recv_ns: u64) {
+        self.out.clear();
+        let registry = &self.registry;
+        let mut resolver = |token: &str| registry.resolve(token);
+        let (_, fs) = self
+            .decoder
+            .decode(text.as_bytes(), recv_ns, &mut resolver, &mut self.out);
+        self.stats.frames += 1;
+        self.stats.messages += u64::from(fs.messages);
+        self.stats.unknown_messages += u64::from(fs.unknown);
+        self.stats.decode_failures += u64::from(fs.failed);
+        self.stats.unknown_assets += u64::from(fs.unresolved);
+        for i in 0..self.out.records.len() {
+            let rec = self.out.records[i];
+            if self.registry.owner(rec.asset) != Some(conn) {
+                self.stats.foreign_entries += 1;
+                continue;
+            }
+            if let Event::BookBegin { .. } = rec.event {
+                self.awaiting.remove(&rec.asset);
+            }
+            if let Some(t) = self.last_record_ns.get_mut(rec.asset.index()) {
+                *t = recv_ns;
+            }
+            // Unregistered assets are counted by the router.
+            let _ = self.router.route(rec);
+        }
+        for f in 0..self.out.failures.len() {
+            for k in 0..self.out.failures[f].assets.len() {
+                let asset = self.out.failures[f].assets[k];
+                if self.registry.owner(asset) == Some(conn) {
+                    self.mark_lost(asset);
+                    self.want(asset, ResyncCause::DecodeFailure);
+                }
+            }
+        }
+        if !self.out.notices.is_empty() {
+            self.notices.append(&mut self.out.notices);
+        }
+    }
+
+    fn mark_lost(&mut self, asset: AssetId) {
+        let _ = self.router.mark_data_loss(asset);
+    }
+
+    fn want(&mut self, asset: AssetId, cause: ResyncCause) {
+        self.wanted.entry(asset).or_insert(cause);
+    }
+}
+
+/// Wall-clock Unix milliseconds (for expiry bookkeeping, not latency).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
