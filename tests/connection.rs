@@ -83,9 +83,9 @@ impl Driver {
         if ready {
             self.ready_events += 1;
             let frames = &mut self.frames;
-            let p = self
-                .conn
-                .on_ready(self.poll.registry(), now, &mut |f| frames.push(f.to_owned()))?;
+            let p = self.conn.on_ready(self.poll.registry(), now, &mut |f| {
+                frames.push(f.to_owned())
+            })?;
             self.progress.push(p);
             progress = Some(p);
         }
@@ -180,7 +180,11 @@ fn subscription_reaches_server_and_draining_connection_still_delivers_until_clos
     d.conn.close(d.poll.registry());
     assert_eq!(d.conn.status(), Status::Closed);
     assert_eq!(d.conn.next_deadline(), None);
-    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "<close>", "server saw our close frame");
+    assert_eq!(
+        rx.recv_timeout(WAIT).unwrap(),
+        "<close>",
+        "server saw our close frame"
+    );
     server.join().unwrap();
 }
 
@@ -219,7 +223,12 @@ fn frame_split_over_many_writes_is_reassembled() {
     let split_short = [1, 2, 50];
     let first_long = wire.len();
     wire.extend(text_frame(&long));
-    let split_long = [first_long + 1, first_long + 6, first_long + 10, first_long + 30_000];
+    let split_long = [
+        first_long + 1,
+        first_long + 6,
+        first_long + 10,
+        first_long + 30_000,
+    ];
     let cuts: Vec<usize> = split_short.into_iter().chain(split_long).collect();
 
     let (wrote_tx, wrote_rx) = mpsc::channel();
@@ -283,12 +292,19 @@ fn ping_text_is_sent_every_interval_and_pong_is_counted_not_delivered() {
     let connected_at = Instant::now();
     d.run_until(|d| d.conn.stats().pongs >= 3).unwrap();
     let pings = rx.recv_timeout(WAIT).unwrap();
-    assert!(pings[0] >= connected_at + Duration::from_millis(95), "first ping too early");
+    assert!(
+        pings[0] >= connected_at + Duration::from_millis(95),
+        "first ping too early"
+    );
     for pair in pings.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(gap >= Duration::from_millis(80), "pings {gap:?} apart");
     }
-    assert!(d.frames.is_empty(), "PONG must not reach on_frame: {:?}", d.frames);
+    assert!(
+        d.frames.is_empty(),
+        "PONG must not reach on_frame: {:?}",
+        d.frames
+    );
     assert!(d.conn.stats().pings_sent >= 3);
     assert_eq!(d.conn.stats().messages, 0);
     drop(d);
@@ -338,7 +354,13 @@ fn peer_close_frame_is_closed_by_peer_after_earlier_frames() {
     d.connect();
     let error = d.run_until_error();
     assert!(
-        matches!(error, ConnectionError::ClosedByPeer { code: Some(1000), .. }),
+        matches!(
+            error,
+            ConnectionError::ClosedByPeer {
+                code: Some(1000),
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(error.is_retryable());
@@ -450,7 +472,10 @@ fn reconnects_through_the_scheduler_with_backoff_and_resubscribes() {
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), (0, SUBSCRIBE.to_owned()));
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), (1, SUBSCRIBE.to_owned()));
     let backoff = reconnected_at.unwrap() - failed_at.unwrap();
-    assert!(backoff >= Duration::from_millis(100), "reconnected after {backoff:?}");
+    assert!(
+        backoff >= Duration::from_millis(100),
+        "reconnected after {backoff:?}"
+    );
     let stats = d.conn.stats();
     assert_eq!((stats.connects, stats.reconnects), (2, 1));
     assert_eq!(d.conn.status(), Status::Connected);
@@ -498,8 +523,16 @@ fn tls_handshake_over_mio_then_frames_and_keepalive_flow() {
         .iter()
         .take_while(|p| !matches!(p, Progress::Connected { .. }))
         .count();
-    assert!(waits >= 1, "handshake completed without ever blocking: {:?}", d.progress);
-    assert_eq!(rx.recv_timeout(WAIT).unwrap().as_deref(), Some("localhost"), "SNI");
+    assert!(
+        waits >= 1,
+        "handshake completed without ever blocking: {:?}",
+        d.progress
+    );
+    assert_eq!(
+        rx.recv_timeout(WAIT).unwrap().as_deref(),
+        Some("localhost"),
+        "SNI"
+    );
     d.send(SUBSCRIBE);
     d.run_until(|d| d.frames.len() >= 101 && d.conn.stats().pongs >= 1)
         .unwrap();
@@ -521,7 +554,10 @@ fn untrusted_certificate_is_not_retryable() {
     let mut d = Driver::new(endpoint, fast_config());
     d.connect();
     let error = d.run_until_error();
-    assert!(matches!(error, ConnectionError::Certificate { .. }), "{error:?}");
+    assert!(
+        matches!(error, ConnectionError::Certificate { .. }),
+        "{error:?}"
+    );
     assert!(!error.is_retryable());
     assert_eq!(d.conn.status(), Status::Disconnected);
     drop(d);
@@ -553,6 +589,10 @@ fn handshake_timeout_when_the_server_never_upgrades() {
 }
 
 #[test]
+#[allow(
+    clippy::result_large_err,
+    reason = "the callback signature is tungstenite's"
+)]
 fn wrong_path_is_rejected_with_404_and_not_retryable() {
     let (addr, server) = spawn_raw(None, 1, |accepted| {
         let check = |request: &tungstenite::handshake::server::Request,
@@ -570,7 +610,10 @@ fn wrong_path_is_rejected_with_404_and_not_retryable() {
     let mut d = Driver::new(Endpoint::parse(&url).unwrap(), fast_config());
     d.connect();
     let error = d.run_until_error();
-    assert!(matches!(error, ConnectionError::Rejected { status: 404, .. }), "{error:?}");
+    assert!(
+        matches!(error, ConnectionError::Rejected { status: 404, .. }),
+        "{error:?}"
+    );
     assert!(!error.is_retryable());
     drop(d);
     server.join().unwrap();
@@ -588,7 +631,16 @@ fn refused_tcp_connect_is_a_retryable_io_error() {
         Err(e) => e,
         Ok(()) => d.run_until_error(),
     };
-    assert!(matches!(error, ConnectionError::Io { stage: Stage::Tcp, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            ConnectionError::Io {
+                stage: Stage::Tcp,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert!(error.is_retryable());
     assert_eq!(d.conn.status(), Status::Disconnected);
 }

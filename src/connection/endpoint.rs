@@ -87,7 +87,10 @@ impl Endpoint {
             }
             let port = match after {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| invalid("junk after ipv6 literal"))?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| invalid("junk after ipv6 literal"))?,
+                ),
             };
             (v6, port)
         } else {
@@ -226,13 +229,34 @@ mod tests {
                 0,
             ),
             // TC1: explicit port, ip literal resolves immediately.
-            ("ws://127.0.0.1:9001/ws/market", Scheme::Ws, "127.0.0.1", 9001, "/ws/market", 1),
+            (
+                "ws://127.0.0.1:9001/ws/market",
+                Scheme::Ws,
+                "127.0.0.1",
+                9001,
+                "/ws/market",
+                1,
+            ),
             // TC2: no path, upper-case scheme.
             ("WS://localhost", Scheme::Ws, "localhost", 80, "/", 0),
             // TC3: query without path.
-            ("wss://h.example?x=1", Scheme::Wss, "h.example", 443, "/?x=1", 0),
+            (
+                "wss://h.example?x=1",
+                Scheme::Wss,
+                "h.example",
+                443,
+                "/?x=1",
+                0,
+            ),
             // TC4: ipv6.
-            ("ws://[::1]:8080/a?b=c", Scheme::Ws, "::1", 8080, "/a?b=c", 1),
+            (
+                "ws://[::1]:8080/a?b=c",
+                Scheme::Ws,
+                "::1",
+                8080,
+                "/a?b=c",
+                1,
+            ),
         ];
         for (url, scheme, host, port, path, addrs) in cases {
             let e = Endpoint::parse(url).unwrap_or_else(|err| panic!("{url}: {err}"));

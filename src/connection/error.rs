@@ -195,7 +195,9 @@ impl ConnectionError {
             | ConnectionError::InvalidServerName { .. }
             | ConnectionError::InvalidState { .. }
             | ConnectionError::Certificate { .. } => false,
-            ConnectionError::Rejected { status, .. } => *status == 429 || (500..600).contains(status),
+            ConnectionError::Rejected { status, .. } => {
+                *status == 429 || (500..600).contains(status)
+            }
             ConnectionError::Resolve { .. }
             | ConnectionError::Io { .. }
             | ConnectionError::Tls { .. }
@@ -246,7 +248,10 @@ impl ConnectionError {
             .is_some_and(|inner| inner.is::<rustls::Error>())
         {
             let kind = source.kind();
-            return match source.into_inner().map(|inner| inner.downcast::<rustls::Error>()) {
+            return match source
+                .into_inner()
+                .map(|inner| inner.downcast::<rustls::Error>())
+            {
                 Some(Ok(tls)) => Self::from_tls(conn, *tls),
                 Some(Err(other)) => ConnectionError::Io {
                     conn,
@@ -316,7 +321,13 @@ mod tests {
                 },
                 false,
             ),
-            (ConnectionError::Rejected { conn: 1, status: 404 }, false),
+            (
+                ConnectionError::Rejected {
+                    conn: 1,
+                    status: 404,
+                },
+                false,
+            ),
             (
                 ConnectionError::from_tls(
                     1,
@@ -325,10 +336,28 @@ mod tests {
                 false,
             ),
             // TC1: transient problems are retried.
-            (ConnectionError::Rejected { conn: 1, status: 429 }, true),
-            (ConnectionError::Rejected { conn: 1, status: 503 }, true),
+            (
+                ConnectionError::Rejected {
+                    conn: 1,
+                    status: 429,
+                },
+                true,
+            ),
+            (
+                ConnectionError::Rejected {
+                    conn: 1,
+                    status: 503,
+                },
+                true,
+            ),
             (ConnectionError::from_io(1, Stage::Tcp, io()), true),
-            (ConnectionError::Silent { conn: 1, silent_ms: 30_000 }, true),
+            (
+                ConnectionError::Silent {
+                    conn: 1,
+                    silent_ms: 30_000,
+                },
+                true,
+            ),
             (
                 ConnectionError::from_tls(1, rustls::Error::DecryptError),
                 true,
@@ -346,7 +375,10 @@ mod tests {
             rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
         );
         let error = ConnectionError::from_io(7, Stage::Tls, wrapped);
-        assert!(matches!(error, ConnectionError::Certificate { conn: 7, .. }), "{error:?}");
+        assert!(
+            matches!(error, ConnectionError::Certificate { conn: 7, .. }),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -354,7 +386,10 @@ mod tests {
         let error = ConnectionError::from_io(3, Stage::Open, io::ErrorKind::UnexpectedEof.into());
         assert!(matches!(
             error,
-            ConnectionError::ClosedByPeer { conn: 3, code: None }
+            ConnectionError::ClosedByPeer {
+                conn: 3,
+                code: None
+            }
         ));
     }
 }

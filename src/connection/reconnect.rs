@@ -272,7 +272,10 @@ mod tests {
             assert!(pair[1].0 >= pair[0].0 + ms(50));
         }
         for (i, (t, _)) in attempts.iter().enumerate() {
-            let in_window = attempts[i..].iter().take_while(|(u, _)| *u < *t + ms(1000)).count();
+            let in_window = attempts[i..]
+                .iter()
+                .take_while(|(u, _)| *u < *t + ms(1000))
+                .count();
             assert!(in_window <= 5);
         }
         // 250 at 5/s takes about 50 s, not 250 × 30 s.
@@ -301,7 +304,11 @@ mod tests {
         s.connected(7, now);
         now += Duration::from_secs(31);
         let at = s.request(7, now);
-        assert_eq!(at - now, Duration::from_secs(1), "stable connection starts over");
+        assert_eq!(
+            at - now,
+            Duration::from_secs(1),
+            "stable connection starts over"
+        );
     }
 
     #[test]

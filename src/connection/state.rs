@@ -335,7 +335,9 @@ impl Connection {
                     // From `now`, not from the missed deadline: a late tick must not burst.
                     live.next_ping = now + self.config.ping_interval;
                     let ping = Message::Text(Utf8Bytes::from_static(PING));
-                    match postponed_ok(live.ws.write(ping)).and_then(|()| postponed_ok(live.ws.flush())) {
+                    match postponed_ok(live.ws.write(ping))
+                        .and_then(|()| postponed_ok(live.ws.flush()))
+                    {
                         Ok(()) => {
                             self.stats.pings_sent += 1;
                             return Ok(());
@@ -356,9 +358,10 @@ impl Connection {
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Connecting { started, .. } => Some(*started + self.config.handshake_timeout),
-            State::Connected(live) | State::Draining(live) => {
-                Some(live.next_ping.min(live.last_rx + self.config.silence_timeout))
-            }
+            State::Connected(live) | State::Draining(live) => Some(
+                live.next_ping
+                    .min(live.last_rx + self.config.silence_timeout),
+            ),
             State::Disconnected | State::Closed => None,
         }
     }
