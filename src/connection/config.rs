@@ -12,6 +12,7 @@ use rustls::{ClientConfig, RootCertStore};
 #[non_exhaustive]
 pub struct ConnectionConfig {
     /// How often the text `PING` is sent while open. Default 10 s (the venue's keep-alive).
+    /// Values below 1 ms count as 1 ms.
     pub ping_interval: Duration,
     /// No inbound frame at all (data, `PONG`, control) for this long → the connection is torn
     /// down with `ConnectionError::Silent`. Default 30 s (three missed `PONG`s).

@@ -6,7 +6,11 @@
 //! socket, records the error and leaves the connection `Disconnected`; reconnecting is the
 //! caller's decision (through the `ReconnectScheduler`).
 
-use std::{fmt, io, mem, sync::Arc, time::Instant};
+use std::{
+    fmt, io, mem,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use mio::{Interest, Registry, Token, net::TcpStream};
 use rustls::ClientConfig;
@@ -102,7 +106,9 @@ fn postponed_ok(result: tungstenite::Result<()>) -> tungstenite::Result<()> {
 
 impl Connection {
     /// A disconnected connection. Nothing happens until [`connect`](Self::connect).
-    pub fn new(id: u32, endpoint: Arc<Endpoint>, config: ConnectionConfig) -> Connection {
+    pub fn new(id: u32, endpoint: Arc<Endpoint>, mut config: ConnectionConfig) -> Connection {
+        // A zero interval would make every tick due at once and spin the loop.
+        config.ping_interval = config.ping_interval.max(Duration::from_millis(1));
         let tls = config.tls.clone();
         Connection {
             id,
