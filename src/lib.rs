@@ -7,6 +7,7 @@
 //!
 //! | module | owns | thread |
 //! |---|---|---|
+//! | [`connection`] | WebSocket connections (TCP/TLS/upgrade, keep-alive, reconnect scheduling) | event loop |
 //! | [`market`] | fixed-point numbers, interned ids, the record | any (pure) |
 //! | [`venue`] | wire decoding of the market channel | event loop (pure) |
 //! | [`orderbook`] | one asset's book, trust and hash | its book worker (pure) |
@@ -19,6 +20,7 @@ pub mod config;
 pub mod discovery;
 pub mod event_loop;
 pub mod http;
+pub mod connection;
 pub mod market;
 pub mod orderbook;
 pub mod pool;
