@@ -11,10 +11,16 @@
 //! | [`venue`] | wire decoding of the market channel | event loop (pure) |
 //! | [`orderbook`] | one asset's book, trust and hash | its book worker (pure) |
 //! | [`recording`] | the raw-frame recording format | recorder / replay |
+//! | [`handoff`] | the rings' producers, asset → worker routing, backpressure | event loop |
+//! | [`worker`] | a shard's books, checks, handler calls, stats, queries | its book worker |
+//! | [`pinning`] | core placement of hot threads | each hot thread, at start |
 
 #![warn(missing_docs)]
 
+pub mod handoff;
 pub mod market;
 pub mod orderbook;
+pub mod pinning;
 pub mod recording;
 pub mod venue;
+pub mod worker;
