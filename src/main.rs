@@ -1,1 +1,3 @@
-fn main() { println!("polypy: engine not wired yet"); }
+fn main() {
+    println!("polypy: engine not wired yet");
+}

@@ -52,7 +52,10 @@ const MAX_CORE: usize = 1023;
 pub fn pin_current_thread(placement: CorePlacement) -> Result<(), PinError> {
     match placement {
         CorePlacement::Unpinned => Ok(()),
-        CorePlacement::Core(core) if core > MAX_CORE => Err(PinError::OutOfRange { core, max: MAX_CORE }),
+        CorePlacement::Core(core) if core > MAX_CORE => Err(PinError::OutOfRange {
+            core,
+            max: MAX_CORE,
+        }),
         CorePlacement::Core(core) => {
             if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                 Ok(())
@@ -75,7 +78,9 @@ pub fn spread_placements(workers: usize, cores: usize) -> Vec<CorePlacement> {
     if cores <= 1 {
         return vec![CorePlacement::Unpinned; workers];
     }
-    (0..workers).map(|i| CorePlacement::Core((i + 1) % cores)).collect()
+    (0..workers)
+        .map(|i| CorePlacement::Core((i + 1) % cores))
+        .collect()
 }
 
 #[cfg(test)]
@@ -101,7 +106,13 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(r.0, Err(PinError::OutOfRange { core: 5000, max: MAX_CORE }));
+        assert_eq!(
+            r.0,
+            Err(PinError::OutOfRange {
+                core: 5000,
+                max: MAX_CORE
+            })
+        );
         assert_eq!(r.1, Err(PinError::Refused { core: 999 }));
         assert_eq!(r.2, Ok(()));
     }

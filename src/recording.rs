@@ -92,7 +92,10 @@ pub fn read_frames<R: BufRead>(
         .filter(|(_, l)| l.as_ref().map(|s| !s.trim().is_empty()).unwrap_or(true))
         .map(|(i, line)| {
             let line = line?;
-            serde_json::from_str(&line).map_err(|source| RecordingError::Line { line: i + 1, source })
+            serde_json::from_str(&line).map_err(|source| RecordingError::Line {
+                line: i + 1,
+                source,
+            })
         })
 }
 
@@ -102,7 +105,12 @@ mod tests {
 
     #[test]
     fn round_trips_awkward_frames() {
-        let frames = ["PONG", "[{\"a\":\"b\"}]", "line\nbreak \"quoted\" \\ \u{1}", ""];
+        let frames = [
+            "PONG",
+            "[{\"a\":\"b\"}]",
+            "line\nbreak \"quoted\" \\ \u{1}",
+            "",
+        ];
         let mut w = RecordingWriter::new(Vec::new());
         for (i, f) in frames.iter().enumerate() {
             w.write_frame(1_000 + i as u64, 7, f).unwrap();

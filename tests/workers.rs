@@ -3,19 +3,27 @@
 //! Every wait polls with a deadline; workers idle by parking (1 ms) so a 2-core CI machine is
 //! never starved, and every test stops the workers it started.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail the test on setup errors"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use polypy::handoff::{Router, WorkItem, worker_for_token};
-use polypy::market::{AssetId, AssetInterner, Bbo, BookHash, Event, FieldUpdate, Price, Record, Side, Size};
+use polypy::market::{
+    AssetId, AssetInterner, Bbo, BookHash, Event, FieldUpdate, Price, Record, Side, Size,
+};
 use polypy::orderbook::{BookMeta, CheckContext, CheckMode, OrderBook, UntrustReason};
 use polypy::pinning::CorePlacement;
 use polypy::venue::{DecodeOutput, Decoder};
 use polypy::worker::{
-    BookWorker, Handler, HandlerFactory, IdleStrategy, NoopHandler, PoolConfig, QueryError, ResyncRequest,
-    ResyncSink, WorkerConfig, WorkerHandle, spawn_workers,
+    BookWorker, Handler, HandlerFactory, IdleStrategy, NoopHandler, PoolConfig, QueryError,
+    ResyncRequest, ResyncSink, WorkerConfig, WorkerHandle, spawn_workers,
 };
 use rtrb::RingBuffer;
 
@@ -61,7 +69,13 @@ fn meta(n: u32) -> BookMeta {
 }
 
 /// Records of a `book` snapshot; levels best first per side.
-fn snapshot(asset: AssetId, ts: u64, bids: &[(&str, &str)], asks: &[(&str, &str)], hash: Option<BookHash>) -> Vec<Record> {
+fn snapshot(
+    asset: AssetId,
+    ts: u64,
+    bids: &[(&str, &str)],
+    asks: &[(&str, &str)],
+    hash: Option<BookHash>,
+) -> Vec<Record> {
     let rec = |event| Record {
         asset,
         exchange_ts: ts,
@@ -93,7 +107,15 @@ fn snapshot(asset: AssetId, ts: u64, bids: &[(&str, &str)], asks: &[(&str, &str)
     v
 }
 
-fn change(asset: AssetId, ts: u64, side: Side, price: &str, size: &str, hash: Option<BookHash>, bbo: Bbo) -> Record {
+fn change(
+    asset: AssetId,
+    ts: u64,
+    side: Side,
+    price: &str,
+    size: &str,
+    hash: Option<BookHash>,
+    bbo: Bbo,
+) -> Record {
     Record {
         asset,
         exchange_ts: ts,
@@ -188,7 +210,14 @@ impl Rig {
         let (resync_tx, resync) = crossbeam_channel::bounded(64);
         let shutdown = Arc::new(AtomicBool::new(false));
         let handler = handler.unwrap_or_else(|| Box::new(Recorder(seen_tx)));
-        let worker = BookWorker::new(0, c, config, handler, ResyncSink::new(resync_tx), Arc::clone(&shutdown));
+        let worker = BookWorker::new(
+            0,
+            c,
+            config,
+            handler,
+            ResyncSink::new(resync_tx),
+            Arc::clone(&shutdown),
+        );
         let handle = worker.spawn().unwrap();
         let mut router = Router::new(vec![p]);
         router.set_unparkers(vec![handle.unparker()]);
@@ -247,7 +276,10 @@ impl Rig {
 fn routing_is_stable_and_splits_a_multi_asset_price_change() {
     // Two tokens of one market that hash to different workers of two.
     let a = token(1);
-    let b = (2..100).map(token).find(|t| worker_for_token(t, 2) != worker_for_token(&a, 2)).unwrap();
+    let b = (2..100)
+        .map(token)
+        .find(|t| worker_for_token(t, 2) != worker_for_token(&a, 2))
+        .unwrap();
     assert_eq!(worker_for_token(&a, 2), worker_for_token(&a.clone(), 2));
 
     let frame = format!(
@@ -276,7 +308,11 @@ fn routing_is_stable_and_splits_a_multi_asset_price_change() {
 
     let consumers = [&mut c0, &mut c1];
     let wa = worker_for_token(&a, 2);
-    let (ca, cb) = if wa == 0 { (consumers[0].pop(), consumers[1].pop()) } else { (consumers[1].pop(), consumers[0].pop()) };
+    let (ca, cb) = if wa == 0 {
+        (consumers[0].pop(), consumers[1].pop())
+    } else {
+        (consumers[1].pop(), consumers[0].pop())
+    };
     assert!(matches!(ca, Ok(WorkItem::Record(r)) if r.asset == interner.get(&a).unwrap()));
     assert!(matches!(cb, Ok(WorkItem::Record(r)) if r.asset == interner.get(&b).unwrap()));
     assert_eq!(router.stats().snapshot().batches_sent, 2);
@@ -302,7 +338,15 @@ fn a_full_ring_drops_marks_untrusted_and_reports_resync() {
     }
     for ts in 11..17 {
         router
-            .route(change(asset, ts, Side::Bid, "0.47", &format!("{ts}"), None, Bbo::default()))
+            .route(change(
+                asset,
+                ts,
+                Side::Bid,
+                "0.47",
+                &format!("{ts}"),
+                None,
+                Bbo::default(),
+            ))
             .unwrap();
     }
     // The worker is not running yet: 5 control/snapshot items + 3 changes fit, 3 are dropped,
@@ -314,7 +358,14 @@ fn a_full_ring_drops_marks_untrusted_and_reports_resync() {
     assert_eq!((report.pushed, report.dropped), (8, 3));
     assert_eq!(resync, vec![asset]);
     let rs = router.stats().snapshot();
-    assert_eq!((rs.messages_dropped, rs.queue_full_events, rs.queue_depths[0]), (3, 1, 8));
+    assert_eq!(
+        (
+            rs.messages_dropped,
+            rs.queue_full_events,
+            rs.queue_depths[0]
+        ),
+        (3, 1, 8)
+    );
 
     let (seen_tx, seen) = crossbeam_channel::unbounded();
     let (resync_tx, resync_rx) = crossbeam_channel::bounded(8);
@@ -333,24 +384,49 @@ fn a_full_ring_drops_marks_untrusted_and_reports_resync() {
     assert!(handle.query(asset, 5, DEADLINE).unwrap().unwrap().trusted);
 
     // A later record: the DataLoss marker goes first, so it is never applied to the gapped book.
-    router.route(change(asset, 20, Side::Bid, "0.46", "1", None, Bbo::default())).unwrap();
+    router
+        .route(change(
+            asset,
+            20,
+            Side::Bid,
+            "0.46",
+            "1",
+            None,
+            Bbo::default(),
+        ))
+        .unwrap();
     resync.clear();
     let report = router.flush(&mut resync);
     assert_eq!((report.pushed, report.dropped), (2, 0));
     assert!(resync.is_empty());
-    wait_until("marker and record", || handle.stats().messages_processed() == 10);
+    wait_until("marker and record", || {
+        handle.stats().messages_processed() == 10
+    });
 
     let view = handle.query(asset, 5, DEADLINE).unwrap().unwrap();
     assert!(!view.trusted);
     assert_eq!(view.reason, Some(UntrustReason::DataLoss));
     assert_eq!(view.bids.len(), 2, "0.48 and 0.47; 0.46 was not applied");
     let s = handle.stats().snapshot();
-    assert_eq!((s.data_loss_marks, s.skipped_untrusted, s.untrusted.data_loss), (1, 1, 1));
-    assert_eq!(s.resync_requests_sent, 0, "the router already reported the asset");
+    assert_eq!(
+        (
+            s.data_loss_marks,
+            s.skipped_untrusted,
+            s.untrusted.data_loss
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        s.resync_requests_sent, 0,
+        "the router already reported the asset"
+    );
     assert!(resync_rx.try_recv().is_err());
     let events: Vec<Seen> = seen.try_iter().collect();
     assert_eq!(events.first(), Some(&Seen::Snapshot(asset)));
-    assert_eq!(events.last(), Some(&Seen::Trust(asset, false, Some(UntrustReason::DataLoss))));
+    assert_eq!(
+        events.last(),
+        Some(&Seen::Trust(asset, false, Some(UntrustReason::DataLoss)))
+    );
 
     shutdown.store(true, Ordering::Release);
     handle.unpark();
@@ -389,14 +465,31 @@ fn worker_applies_decoded_snapshot_and_deltas_with_matching_hashes() {
     reference.apply(&out.records);
     let hash = reference.ctx.hasher.hex(&reference.book, 1000);
     out.clear();
-    decoder.decode(book_frame(&hash).as_bytes(), polypy::worker::now_ns(), &mut interner, &mut out);
+    decoder.decode(
+        book_frame(&hash).as_bytes(),
+        polypy::worker::now_ns(),
+        &mut interner,
+        &mut out,
+    );
 
-    let entries = [("1001", "BUY", "0.50", "5"), ("1002", "SELL", "0.51", "0"), ("1003", "BUY", "0.48", "0")];
+    let entries = [
+        ("1001", "BUY", "0.50", "5"),
+        ("1002", "SELL", "0.51", "0"),
+        ("1003", "BUY", "0.48", "0"),
+    ];
     let mut frames = Vec::new();
     for (ts, side, price, size) in entries {
         let side_e = if side == "BUY" { Side::Bid } else { Side::Ask };
         let ts_n: u64 = ts.parse().unwrap();
-        reference.apply(&[change(asset, ts_n, side_e, price, size, None, Bbo::default())]);
+        reference.apply(&[change(
+            asset,
+            ts_n,
+            side_e,
+            price,
+            size,
+            None,
+            Bbo::default(),
+        )]);
         let h = reference.ctx.hasher.hex(&reference.book, ts_n);
         let bb = reference.book.best_bid().unwrap().price;
         let ba = reference.book.best_ask().unwrap().price;
@@ -405,7 +498,12 @@ fn worker_applies_decoded_snapshot_and_deltas_with_matching_hashes() {
         ));
     }
     for f in &frames {
-        decoder.decode(f.as_bytes(), polypy::worker::now_ns(), &mut interner, &mut out);
+        decoder.decode(
+            f.as_bytes(),
+            polypy::worker::now_ns(),
+            &mut interner,
+            &mut out,
+        );
     }
     assert!(out.failures.is_empty(), "{:?}", out.failures);
     let records = std::mem::take(&mut out.records);
@@ -415,21 +513,55 @@ fn worker_applies_decoded_snapshot_and_deltas_with_matching_hashes() {
 
     let view = rig.handle.query(asset, 10, DEADLINE).unwrap().unwrap();
     assert!(view.trusted, "{:?}", view.reason);
-    let levels = |ls: &[polypy::orderbook::Level]| ls.iter().map(|l| (l.price.to_text(), l.size.to_text())).collect::<Vec<_>>();
-    assert_eq!(levels(&view.bids), vec![("0.5".into(), "5".into()), ("0.49".into(), "20".into())]);
+    let levels = |ls: &[polypy::orderbook::Level]| {
+        ls.iter()
+            .map(|l| (l.price.to_text(), l.size.to_text()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        levels(&view.bids),
+        vec![("0.5".into(), "5".into()), ("0.49".into(), "20".into())]
+    );
     assert_eq!(levels(&view.asks), vec![("0.52".into(), "25".into())]);
     assert_eq!(view.hash, reference.ctx.hasher.hex(&reference.book, 1003));
-    assert_eq!((view.update_count, view.timestamp, view.asset_id.as_str()), (3, 1003, tok.as_str()));
-    assert!(serde_json::to_string(&view).unwrap().contains(r#""price":"0.5""#));
+    assert_eq!(
+        (view.update_count, view.timestamp, view.asset_id.as_str()),
+        (3, 1003, tok.as_str())
+    );
+    assert!(
+        serde_json::to_string(&view)
+            .unwrap()
+            .contains(r#""price":"0.5""#)
+    );
 
     // The last group settles on the timer; every check passed.
-    wait_until("three settled groups", || rig.handle.stats().snapshot().groups_settled == 3);
+    wait_until("three settled groups", || {
+        rig.handle.stats().snapshot().groups_settled == 3
+    });
     let s = rig.handle.stats().snapshot();
-    assert_eq!((s.snapshot_hash_matched, s.hash_matched, s.hash_mismatched, s.bbo_mismatches), (1, 3, 0, 0));
-    assert_eq!((s.updates_applied, s.snapshots_received, s.orderbook_count, s.trusted_books), (3, 1, 1, 1));
+    assert_eq!(
+        (
+            s.snapshot_hash_matched,
+            s.hash_matched,
+            s.hash_mismatched,
+            s.bbo_mismatches
+        ),
+        (1, 3, 0, 0)
+    );
+    assert_eq!(
+        (
+            s.updates_applied,
+            s.snapshots_received,
+            s.orderbook_count,
+            s.trusted_books
+        ),
+        (3, 1, 1, 1)
+    );
     assert!(s.latency.count >= 7 && s.latency.max_ns > 0);
     assert!(s.processing.count >= 1);
-    wait_until("memory gauge", || rig.handle.stats().snapshot().memory_usage > 0);
+    wait_until("memory gauge", || {
+        rig.handle.stats().snapshot().memory_usage > 0
+    });
     assert_eq!(rig.handle.query(AssetId(999), 10, DEADLINE).unwrap(), None);
     rig.stop();
 }
@@ -442,7 +574,15 @@ fn handler_callbacks_fire_in_order_with_trust_transitions() {
     assert_eq!(rig.next_seen(), Seen::Snapshot(a));
     assert_eq!(rig.next_seen(), Seen::Trust(a, true, None));
 
-    rig.send(&[change(a, 101, Side::Bid, "0.45", "2", None, bbo("0.45", "0.6"))]);
+    rig.send(&[change(
+        a,
+        101,
+        Side::Bid,
+        "0.45",
+        "2",
+        None,
+        bbo("0.45", "0.6"),
+    )]);
     assert_eq!(rig.next_seen(), Seen::Change(a, p("0.45")));
     let trade = Record {
         asset: a,
@@ -466,9 +606,15 @@ fn handler_callbacks_fire_in_order_with_trust_transitions() {
     rig.send(&[trade, tick]);
     assert_eq!(rig.next_seen(), Seen::Trade(a));
     assert_eq!(rig.next_seen(), Seen::TickSize(a));
-    assert_eq!(rig.next_seen(), Seen::Trust(a, false, Some(UntrustReason::TickSizeChange)));
+    assert_eq!(
+        rig.next_seen(),
+        Seen::Trust(a, false, Some(UntrustReason::TickSizeChange))
+    );
     let req = rig.resync.recv_timeout(DEADLINE).unwrap();
-    assert_eq!((req.asset, req.reason, req.worker), (a, UntrustReason::TickSizeChange, 0));
+    assert_eq!(
+        (req.asset, req.reason, req.worker),
+        (a, UntrustReason::TickSizeChange, 0)
+    );
 
     // Deltas while untrusted are skipped silently; the next snapshot restores trust.
     rig.send(&[change(a, 104, Side::Bid, "0.46", "2", None, Bbo::default())]);
@@ -481,7 +627,15 @@ fn handler_callbacks_fire_in_order_with_trust_transitions() {
     rig.wait_processed(1 + 4 + 1 + 2 + 1 + 4 + 4);
     assert!(rig.seen.try_recv().is_err());
     let s = rig.handle.stats().snapshot();
-    assert_eq!((s.skipped_untrusted, s.trades, s.tick_size_changes, s.untrusted.tick_size_change), (1, 1, 1, 1));
+    assert_eq!(
+        (
+            s.skipped_untrusted,
+            s.trades,
+            s.tick_size_changes,
+            s.untrusted.tick_size_change
+        ),
+        (1, 1, 1, 1)
+    );
     rig.stop();
 }
 
@@ -493,7 +647,13 @@ fn hash_mismatch_untrusts_and_requests_resync() {
     let snap = snapshot(a, 200, &[("0.40", "1")], &[("0.60", "1")], None);
     reference.apply(&snap);
     let good = reference.hash(200);
-    rig.send(&snapshot(a, 200, &[("0.40", "1")], &[("0.60", "1")], Some(good)));
+    rig.send(&snapshot(
+        a,
+        200,
+        &[("0.40", "1")],
+        &[("0.60", "1")],
+        Some(good),
+    ));
     assert_eq!(rig.next_seen(), Seen::Snapshot(a));
     assert_eq!(rig.next_seen(), Seen::Trust(a, true, None));
 
@@ -502,16 +662,37 @@ fn hash_mismatch_untrusts_and_requests_resync() {
     reference.apply(&[d1]);
     let h1 = reference.hash(201);
     let d1 = change(a, 201, Side::Ask, "0.55", "3", Some(h1), bbo("0.4", "0.55"));
-    let d2 = change(a, 202, Side::Ask, "0.54", "3", Some(BookHash::from_digest(&[7; 8])), bbo("0.4", "0.54"));
+    let d2 = change(
+        a,
+        202,
+        Side::Ask,
+        "0.54",
+        "3",
+        Some(BookHash::from_digest(&[7; 8])),
+        bbo("0.4", "0.54"),
+    );
     rig.send(&[d1, d2]);
     let req = rig.resync.recv_timeout(DEADLINE).expect("resync request");
     assert_eq!((req.asset, req.reason), (a, UntrustReason::HashMismatch));
     assert_eq!(rig.next_seen(), Seen::Change(a, p("0.55")));
     assert_eq!(rig.next_seen(), Seen::Change(a, p("0.54")));
-    assert_eq!(rig.next_seen(), Seen::Trust(a, false, Some(UntrustReason::HashMismatch)));
+    assert_eq!(
+        rig.next_seen(),
+        Seen::Trust(a, false, Some(UntrustReason::HashMismatch))
+    );
     let s = rig.handle.stats().snapshot();
-    assert_eq!((s.hash_matched, s.hash_mismatched, s.timer_settles), (1, 1, 1));
-    assert_eq!((s.untrusted.hash_mismatch, s.resync_requests_sent, s.trusted_books), (1, 1, 0));
+    assert_eq!(
+        (s.hash_matched, s.hash_mismatched, s.timer_settles),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        (
+            s.untrusted.hash_mismatch,
+            s.resync_requests_sent,
+            s.trusted_books
+        ),
+        (1, 1, 0)
+    );
     let view = rig.handle.query(a, 1, DEADLINE).unwrap().unwrap();
     assert_eq!(view.reason, Some(UntrustReason::HashMismatch));
     rig.stop();
@@ -521,7 +702,10 @@ fn hash_mismatch_untrusts_and_requests_resync() {
 fn heartbeat_advances_and_shutdown_stops_the_worker() {
     let rig = Rig::start(test_config(), 16, None);
     assert!(rig.handle.is_alive());
-    let (beat, loops) = (rig.handle.stats().heartbeat_ns(), rig.handle.stats().loops());
+    let (beat, loops) = (
+        rig.handle.stats().heartbeat_ns(),
+        rig.handle.stats().loops(),
+    );
     wait_until("heartbeat", || {
         rig.handle.stats().heartbeat_ns() > beat && rig.handle.stats().loops() > loops + 2
     });
@@ -593,10 +777,16 @@ fn queries_time_out_or_disconnect_when_nobody_answers() {
     );
     let querier = worker.querier();
     let t0 = Instant::now();
-    assert_eq!(querier.query(AssetId(1), 5, Duration::from_millis(30)), Err(QueryError::Timeout { worker: 3 }));
+    assert_eq!(
+        querier.query(AssetId(1), 5, Duration::from_millis(30)),
+        Err(QueryError::Timeout { worker: 3 })
+    );
     assert!(t0.elapsed() >= Duration::from_millis(30) && t0.elapsed() < DEADLINE);
     drop(worker);
-    assert_eq!(querier.query(AssetId(1), 5, Duration::from_millis(30)), Err(QueryError::Disconnected { worker: 3 }));
+    assert_eq!(
+        querier.query(AssetId(1), 5, Duration::from_millis(30)),
+        Err(QueryError::Disconnected { worker: 3 })
+    );
 }
 
 #[test]
@@ -610,7 +800,8 @@ fn a_pool_shards_books_and_exits_when_the_router_is_dropped() {
         ..PoolConfig::default()
     };
     let shutdown = Arc::new(AtomicBool::new(false));
-    let (mut router, handles) = spawn_workers(&cfg, &factory, &ResyncSink::new(resync_tx), &shutdown).unwrap();
+    let (mut router, handles) =
+        spawn_workers(&cfg, &factory, &ResyncSink::new(resync_tx), &shutdown).unwrap();
     let mut resync = Vec::new();
     for n in 0..20 {
         let asset = AssetId(n);
@@ -622,9 +813,16 @@ fn a_pool_shards_books_and_exits_when_the_router_is_dropped() {
     router.flush(&mut resync);
     assert!(resync.is_empty());
     wait_until("20 trusted books", || {
-        handles.iter().map(|h| h.stats().snapshot().trusted_books).sum::<u64>() == 20
+        handles
+            .iter()
+            .map(|h| h.stats().snapshot().trusted_books)
+            .sum::<u64>()
+            == 20
     });
-    let per_worker: Vec<u64> = handles.iter().map(|h| h.stats().snapshot().orderbook_count).collect();
+    let per_worker: Vec<u64> = handles
+        .iter()
+        .map(|h| h.stats().snapshot().orderbook_count)
+        .collect();
     assert!(per_worker.iter().all(|&n| n > 0), "{per_worker:?}");
     for n in 0..20 {
         let asset = AssetId(n);

@@ -156,7 +156,10 @@ impl Router {
     }
 
     /// A router whose per-worker pending batches hold `batch_capacity` items (min 1).
-    pub fn with_batch_capacity(producers: Vec<Producer<WorkItem>>, batch_capacity: usize) -> Router {
+    pub fn with_batch_capacity(
+        producers: Vec<Producer<WorkItem>>,
+        batch_capacity: usize,
+    ) -> Router {
         let batch_capacity = batch_capacity.max(1);
         let lanes: Vec<Lane> = producers
             .into_iter()
@@ -171,7 +174,10 @@ impl Router {
             .collect();
         let stats = Arc::new(RouterStats::new(lanes.len()));
         for (w, lane) in lanes.iter().enumerate() {
-            stats.lane(w).capacity.store(lane.capacity as u64, Ordering::Relaxed);
+            stats
+                .lane(w)
+                .capacity
+                .store(lane.capacity as u64, Ordering::Relaxed);
         }
         Router {
             lanes,
@@ -262,7 +268,9 @@ impl Router {
     /// # Errors
     /// [`RouteError::UnknownAsset`] when `asset` is not registered.
     pub fn remove_book(&mut self, asset: AssetId) -> Result<(), RouteError> {
-        let worker = self.worker_of(asset).ok_or(RouteError::UnknownAsset { asset })?;
+        let worker = self
+            .worker_of(asset)
+            .ok_or(RouteError::UnknownAsset { asset })?;
         self.send_control(worker, WorkItem::RemoveBook { asset })?;
         self.unregister(asset);
         Ok(())
@@ -274,7 +282,9 @@ impl Router {
     /// # Errors
     /// [`RouteError::UnknownAsset`] when `asset` is not registered.
     pub fn mark_data_loss(&mut self, asset: AssetId) -> Result<(), RouteError> {
-        let worker = self.worker_of(asset).ok_or(RouteError::UnknownAsset { asset })?;
+        let worker = self
+            .worker_of(asset)
+            .ok_or(RouteError::UnknownAsset { asset })?;
         self.send_control(worker, WorkItem::DataLoss { asset })
     }
 
@@ -309,7 +319,9 @@ impl Router {
 
     /// Items waiting in `worker`'s pending batch.
     pub fn pending(&self, worker: usize) -> usize {
-        self.lanes.get(worker).map_or(0, |l| l.batch.len() + l.held.len() + l.markers.len())
+        self.lanes
+            .get(worker)
+            .map_or(0, |l| l.batch.len() + l.held.len() + l.markers.len())
     }
 
     /// Free slots in `worker`'s ring right now.
@@ -380,7 +392,11 @@ impl Router {
         }
         // 3. The batch: the prefix that fits; records beyond it are dropped.
         let blocked = !lane.held.is_empty() || !lane.markers.is_empty();
-        let n = if blocked { 0 } else { free.min(lane.batch.len()) };
+        let n = if blocked {
+            0
+        } else {
+            free.min(lane.batch.len())
+        };
         let mut records = 0u64;
         let mut dropped = 0usize;
         {
@@ -454,7 +470,11 @@ impl Router {
 
 /// Writes exactly the first `n` items of `items` into `producer`; `n` must not exceed the
 /// producer's free slots (checked by the callers).
-fn write(producer: &mut Producer<WorkItem>, n: usize, items: impl Iterator<Item = WorkItem>) -> usize {
+fn write(
+    producer: &mut Producer<WorkItem>,
+    n: usize,
+    items: impl Iterator<Item = WorkItem>,
+) -> usize {
     if n == 0 {
         return 0;
     }
@@ -473,7 +493,10 @@ fn write(producer: &mut Producer<WorkItem>, n: usize, items: impl Iterator<Item 
 /// and compiles to plain moves (no locked instruction).
 #[inline]
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 /// Per-worker ring gauges.
@@ -523,7 +546,9 @@ impl RouterStats {
             control_items: AtomicU64::new(0),
             control_deferred: AtomicU64::new(0),
             resync_assets: AtomicU64::new(0),
-            lanes: (0..workers).map(|_| CachePadded::new(LaneStats::default())).collect(),
+            lanes: (0..workers)
+                .map(|_| CachePadded::new(LaneStats::default()))
+                .collect(),
         }
     }
 
@@ -607,7 +632,11 @@ mod tests {
 
     #[test]
     fn work_item_is_small() {
-        assert!(std::mem::size_of::<WorkItem>() <= 72, "{}", std::mem::size_of::<WorkItem>());
+        assert!(
+            std::mem::size_of::<WorkItem>() <= 72,
+            "{}",
+            std::mem::size_of::<WorkItem>()
+        );
     }
 
     #[test]
@@ -637,9 +666,18 @@ mod tests {
         assert!(resync.is_empty());
         let items = drain(&mut c);
         assert!(matches!(items[0], WorkItem::DataLoss { asset: AssetId(1) }));
-        assert!(matches!(items[2], WorkItem::Record(Record { asset: AssetId(1), .. })));
+        assert!(matches!(
+            items[2],
+            WorkItem::Record(Record {
+                asset: AssetId(1),
+                ..
+            })
+        ));
         let s = r.stats().snapshot();
-        assert_eq!((s.messages_routed, s.messages_dropped, s.data_loss_markers), (6, 3, 1));
+        assert_eq!(
+            (s.messages_routed, s.messages_dropped, s.data_loss_markers),
+            (6, 3, 1)
+        );
         assert_eq!(s.queue_full_events, 1);
     }
 
@@ -666,11 +704,23 @@ mod tests {
         resync.clear();
         r.flush(&mut resync);
         let items = drain(&mut c);
-        assert!(matches!(items[..], [WorkItem::DataLoss { asset: AssetId(2) }, WorkItem::DataLoss { asset: AssetId(3) }]));
+        assert!(matches!(
+            items[..],
+            [
+                WorkItem::DataLoss { asset: AssetId(2) },
+                WorkItem::DataLoss { asset: AssetId(3) }
+            ]
+        ));
         assert_eq!(resync, vec![AssetId(1)]);
         r.flush(&mut resync);
         let items = drain(&mut c);
-        assert!(matches!(items[..], [WorkItem::DataLoss { asset: AssetId(0) }, WorkItem::DataLoss { asset: AssetId(1) }]));
+        assert!(matches!(
+            items[..],
+            [
+                WorkItem::DataLoss { asset: AssetId(0) },
+                WorkItem::DataLoss { asset: AssetId(1) }
+            ]
+        ));
     }
 
     #[test]
@@ -679,13 +729,17 @@ mod tests {
         let mut r = Router::new(vec![p]);
         r.register(AssetId(0), 0).unwrap();
         r.route(change(0, 1)).unwrap();
-        r.send_control(0, WorkItem::RemoveBook { asset: AssetId(7) }).unwrap();
+        r.send_control(0, WorkItem::RemoveBook { asset: AssetId(7) })
+            .unwrap();
         let mut resync = Vec::new();
         r.flush(&mut resync);
         assert_eq!(r.pending(0), 1);
         drain(&mut c);
         r.flush(&mut resync);
-        assert!(matches!(drain(&mut c)[..], [WorkItem::RemoveBook { asset: AssetId(7) }]));
+        assert!(matches!(
+            drain(&mut c)[..],
+            [WorkItem::RemoveBook { asset: AssetId(7) }]
+        ));
         assert_eq!(r.stats().snapshot().control_deferred, 1);
     }
 
@@ -698,7 +752,10 @@ mod tests {
             r.route(change(0, ts)).unwrap();
         }
         assert_eq!(drain(&mut c).len(), 2);
-        assert_eq!(r.route(change(5, 0)), Err(RouteError::UnknownAsset { asset: AssetId(5) }));
+        assert_eq!(
+            r.route(change(5, 0)),
+            Err(RouteError::UnknownAsset { asset: AssetId(5) })
+        );
         assert!(r.register(AssetId(0), 3).is_err());
         assert_eq!(r.stats().snapshot().routing_errors, 1);
     }

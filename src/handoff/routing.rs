@@ -65,7 +65,10 @@ mod tests {
             }
             let expected = n / workers;
             for c in counts {
-                assert!(c.abs_diff(expected) < expected / 8, "{workers} workers: {c} vs {expected}");
+                assert!(
+                    c.abs_diff(expected) < expected / 8,
+                    "{workers} workers: {c} vs {expected}"
+                );
             }
         }
     }

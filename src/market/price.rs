@@ -395,7 +395,10 @@ mod tests {
         let q = QuotedPrice::parse(b"0.920").unwrap();
         assert_eq!(q.to_text(), "0.920");
         assert_eq!(QuotedPrice::parse(b"0.5").unwrap().to_text(), "0.5");
-        assert_eq!(QuotedPrice::canonical(Price::parse(b"0.30").unwrap()).to_text(), "0.3");
+        assert_eq!(
+            QuotedPrice::canonical(Price::parse(b"0.30").unwrap()).to_text(),
+            "0.3"
+        );
         assert_eq!(QuotedPrice::canonical(Price::ONE).to_text(), "1");
     }
 

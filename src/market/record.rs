@@ -203,7 +203,11 @@ mod tests {
 
     #[test]
     fn record_fits_a_cache_line() {
-        assert!(std::mem::size_of::<Record>() <= 64, "{}", std::mem::size_of::<Record>());
+        assert!(
+            std::mem::size_of::<Record>() <= 64,
+            "{}",
+            std::mem::size_of::<Record>()
+        );
     }
 
     #[test]
@@ -211,7 +215,10 @@ mod tests {
         let h = BookHash::parse_hex(b"5511583ad6f3eb4678e0a374e0cc2bd3b1975d07").unwrap();
         assert_eq!(h.get(), 0x5511583ad6f3eb46);
         assert_eq!(BookHash::parse_hex(b"0xhash001"), None);
-        assert_eq!(BookHash::parse_hex(b"5511583ad6f3eb4678e0a374e0cc2bd3b1975d0z"), None);
+        assert_eq!(
+            BookHash::parse_hex(b"5511583ad6f3eb4678e0a374e0cc2bd3b1975d0z"),
+            None
+        );
         assert_eq!(
             BookHash::parse_hex(b"0000000000000000000000000000000000000000").map(BookHash::get),
             Some(1)

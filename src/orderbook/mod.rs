@@ -7,8 +7,7 @@ pub mod hash;
 pub mod ladder;
 
 pub use book::{
-    BookMeta, CheckContext, CheckMode, Effect, HashVerdict, OrderBook, Step, UntrustReason,
-    Verdict,
+    BookMeta, CheckContext, CheckMode, Effect, HashVerdict, OrderBook, Step, UntrustReason, Verdict,
 };
 pub use hash::BookHasher;
 pub use ladder::{Ladder, Level};

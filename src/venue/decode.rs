@@ -13,8 +13,7 @@
 
 use super::json::{Scalar, Scanner, SyntaxError};
 use crate::market::{
-    AssetId, Bbo, BookHash, Event, FieldUpdate, NumberError, Price, QuotedPrice, Record, Side,
-    Size,
+    AssetId, Bbo, BookHash, Event, FieldUpdate, NumberError, Price, QuotedPrice, Record, Side, Size,
 };
 
 /// Why a frame or a message could not be decoded.
@@ -373,7 +372,11 @@ impl Decoder {
         Ok(())
     }
 
-    fn scan_message(&mut self, text: &[u8], s: &mut Scanner<'_>) -> Result<MessageSpans, SyntaxError> {
+    fn scan_message(
+        &mut self,
+        text: &[u8],
+        s: &mut Scanner<'_>,
+    ) -> Result<MessageSpans, SyntaxError> {
         let mut m = MessageSpans::default();
         s.begin_object()?;
         let mut first = true;
@@ -557,7 +560,9 @@ impl Decoder {
             asset,
             exchange_ts: timestamp,
             received_ns,
-            event: Event::BestBidAsk { bbo: Bbo::default() },
+            event: Event::BestBidAsk {
+                bbo: Bbo::default(),
+            },
         };
         match kind {
             Kind::Book => {
@@ -574,7 +579,8 @@ impl Decoder {
                     None => FieldUpdate::Keep,
                     Some(b"") => FieldUpdate::Clear,
                     Some(t) => FieldUpdate::Set(
-                        QuotedPrice::parse(t).map_err(|e| number_error("last_trade_price", t, e))?,
+                        QuotedPrice::parse(t)
+                            .map_err(|e| number_error("last_trade_price", t, e))?,
                     ),
                 };
                 let hash = m.hash.and_then(|sp| BookHash::parse_hex(sp.get(text)));
@@ -626,14 +632,28 @@ impl Decoder {
                             e.hash
                         };
                         self.emit_change(
-                            text, asset_span, e, hash_span, received_ns, timestamp, resolver, out,
+                            text,
+                            asset_span,
+                            e,
+                            hash_span,
+                            received_ns,
+                            timestamp,
+                            resolver,
+                            out,
                             stats,
                         )?;
                     }
                 } else {
                     // Legacy #1: one level per message, fields at the top level.
                     self.emit_change(
-                        text, m.asset_id, &m.entry, m.hash, received_ns, timestamp, resolver, out,
+                        text,
+                        m.asset_id,
+                        &m.entry,
+                        m.hash,
+                        received_ns,
+                        timestamp,
+                        resolver,
+                        out,
                         stats,
                     )?;
                 }
@@ -695,8 +715,12 @@ impl Decoder {
                     question: owned(m.question.map(|sp| sp.get(text)).unwrap_or_default()),
                     assets_ids: self.owned_list(text, m.assets_ids),
                     outcomes: self.owned_list(text, m.outcomes),
-                    tick_size: opt_price(text, m.order_price_min_tick_size, "order_price_min_tick_size")
-                        .unwrap_or(None),
+                    tick_size: opt_price(
+                        text,
+                        m.order_price_min_tick_size,
+                        "order_price_min_tick_size",
+                    )
+                    .unwrap_or(None),
                     timestamp,
                 });
             }
@@ -706,7 +730,9 @@ impl Decoder {
                     market: owned(market),
                     assets_ids: self.owned_list(text, m.assets_ids),
                     winning_asset_id: owned(
-                        m.winning_asset_id.map(|sp| sp.get(text)).unwrap_or_default(),
+                        m.winning_asset_id
+                            .map(|sp| sp.get(text))
+                            .unwrap_or_default(),
                     ),
                     timestamp,
                 });
@@ -715,7 +741,10 @@ impl Decoder {
         Ok(Emitted::Known)
     }
 
-    #[allow(clippy::too_many_arguments, reason = "internal helper sharing the decode state")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal helper sharing the decode state"
+    )]
     fn emit_change<R: AssetResolver + ?Sized>(
         &self,
         text: &[u8],
@@ -737,7 +766,10 @@ impl Decoder {
         let side = e
             .side
             .and_then(|sp| Side::parse(sp.get(text)))
-            .ok_or(DecodeError::Field { event: EV, field: "side" })?;
+            .ok_or(DecodeError::Field {
+                event: EV,
+                field: "side",
+            })?;
         let bbo = parse_bbo(text, e)?;
         let hash = hash_span.and_then(|sp| BookHash::parse_hex(sp.get(text)));
         match resolve(resolver, asset_text) {
@@ -828,10 +860,16 @@ fn required<'t>(
         .ok_or(DecodeError::Field { event, field })
 }
 
-fn opt_price(text: &[u8], span: Option<Span>, field: &'static str) -> Result<Option<Price>, DecodeError> {
+fn opt_price(
+    text: &[u8],
+    span: Option<Span>,
+    field: &'static str,
+) -> Result<Option<Price>, DecodeError> {
     match span.map(|sp| sp.get(text)) {
         None | Some(b"") => Ok(None),
-        Some(t) => Price::parse(t).map(Some).map_err(|e| number_error(field, t, e)),
+        Some(t) => Price::parse(t)
+            .map(Some)
+            .map_err(|e| number_error(field, t, e)),
     }
 }
 
@@ -868,7 +906,9 @@ fn parse_u64(t: &[u8]) -> Option<u64> {
 
 #[inline]
 fn resolve<R: AssetResolver + ?Sized>(resolver: &mut R, token: &[u8]) -> Option<AssetId> {
-    std::str::from_utf8(token).ok().and_then(|t| resolver.resolve(t))
+    std::str::from_utf8(token)
+        .ok()
+        .and_then(|t| resolver.resolve(t))
 }
 
 fn owned(b: &[u8]) -> String {

@@ -251,9 +251,20 @@ mod tests {
 
     #[test]
     fn rejects_broken_text() {
-        for t in [&b"{\"a\":"[..], b"{\"a\" 1}", b"[1 2]", b"{\"a\":tru}", b"\"abc", b"{\"a\":1,}"] {
+        for t in [
+            &b"{\"a\":"[..],
+            b"{\"a\" 1}",
+            b"[1 2]",
+            b"{\"a\":tru}",
+            b"\"abc",
+            b"{\"a\":1,}",
+        ] {
             let mut s = Scanner::new(t);
-            assert!(s.skip_value().is_err() || !s.at_end(), "{}", String::from_utf8_lossy(t));
+            assert!(
+                s.skip_value().is_err() || !s.at_end(),
+                "{}",
+                String::from_utf8_lossy(t)
+            );
         }
         let deep = "[".repeat(1000);
         assert!(Scanner::new(deep.as_bytes()).skip_value().is_err());

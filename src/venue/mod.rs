@@ -5,4 +5,6 @@
 pub mod decode;
 pub mod json;
 
-pub use decode::{AssetResolver, DecodeError, DecodeOutput, Decoder, Failure, FrameKind, FrameStats, Notice};
+pub use decode::{
+    AssetResolver, DecodeError, DecodeOutput, Decoder, Failure, FrameKind, FrameStats, Notice,
+};

@@ -28,7 +28,8 @@ pub trait Handler: Send {
     /// is untrusted until its next snapshot.
     fn on_tick_size(&mut self, _asset: AssetId, _rec: &Record, _book: &OrderBook) {}
     /// The book became trusted (`reason == None`) or untrusted (with the reason).
-    fn on_trust_change(&mut self, _asset: AssetId, _trusted: bool, _reason: Option<UntrustReason>) {}
+    fn on_trust_change(&mut self, _asset: AssetId, _trusted: bool, _reason: Option<UntrustReason>) {
+    }
 }
 
 /// Makes the handler of worker `i`; called once per worker.

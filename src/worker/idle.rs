@@ -106,7 +106,10 @@ mod tests {
         let mut i = Idler::new(IdleStrategy::default());
         assert_eq!(i.next(1_000), IdleAction::Spin);
         assert_eq!(i.next(1_000 + 30_000), IdleAction::Yield);
-        assert_eq!(i.next(1_000 + 300_000), IdleAction::Park(Duration::from_millis(1)));
+        assert_eq!(
+            i.next(1_000 + 300_000),
+            IdleAction::Park(Duration::from_millis(1))
+        );
         i.reset();
         assert_eq!(i.next(10_000_000), IdleAction::Spin);
         let mut p = Idler::new(IdleStrategy::Park(Duration::from_micros(5)));

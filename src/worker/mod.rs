@@ -51,7 +51,9 @@ pub use stats::{HistogramSnapshot, UntrustCounts, WorkerStats, WorkerStatsSnapsh
 
 use crate::handoff::{Router, WorkItem, bump};
 use crate::market::{AssetId, Event, Record};
-use crate::orderbook::{CheckContext, CheckMode, Effect, HashVerdict, OrderBook, UntrustReason, Verdict};
+use crate::orderbook::{
+    CheckContext, CheckMode, Effect, HashVerdict, OrderBook, UntrustReason, Verdict,
+};
 use crate::pinning::{CorePlacement, pin_current_thread};
 use idle::{IdleAction, Idler};
 
@@ -542,7 +544,10 @@ impl BookWorker {
                     trusted: 0,
                 },
             },
-            config: WorkerConfig { max_chunk, ..config },
+            config: WorkerConfig {
+                max_chunk,
+                ..config
+            },
             shutdown,
             parked: Arc::new(CachePadded::new(AtomicBool::new(false))),
             received: Vec::with_capacity(max_chunk),
@@ -600,7 +605,11 @@ impl BookWorker {
         stats.beat.running.store(true, Ordering::Release);
         let _running = RunningGuard(Arc::clone(&stats));
         self.pin(&stats);
-        log::info!("Book worker started: worker={} placement={:?}", self.id, self.config.placement);
+        log::info!(
+            "Book worker started: worker={} placement={:?}",
+            self.id,
+            self.config.placement
+        );
 
         let mut idler = Idler::new(self.config.idle);
         let settle_after_ns = duration_ns(self.config.settle_after);
@@ -709,7 +718,9 @@ impl BookWorker {
                 .books
                 .get(q.asset.index())
                 .and_then(Option::as_ref)
-                .map(|slot| BookView::of(q.asset, self.id, &slot.book, q.depth, &mut shard.ctx.hasher));
+                .map(|slot| {
+                    BookView::of(q.asset, self.id, &slot.book, q.depth, &mut shard.ctx.hasher)
+                });
             // The asker may have given up (deadline passed): nothing to do.
             let _ = q.reply.try_send(view);
             bump(&shard.out.stats.cold.queries_answered, 1);
@@ -718,7 +729,8 @@ impl BookWorker {
 
     fn refresh_gauges(&self) {
         let cold = &self.shard.out.stats.cold;
-        cold.memory_usage.store(self.shard.heap_bytes(), Ordering::Relaxed);
+        cold.memory_usage
+            .store(self.shard.heap_bytes(), Ordering::Relaxed);
     }
 
     fn park(&self, timeout: Duration) {
@@ -726,7 +738,10 @@ impl BookWorker {
         // Pairs with the fence in `Unparker::unpark` (Dekker): after it, either the router
         // sees the flag or this thread sees the items it pushed.
         fence(Ordering::SeqCst);
-        if self.consumer.slots() == 0 && self.queries.is_empty() && !self.shutdown.load(Ordering::Acquire) {
+        if self.consumer.slots() == 0
+            && self.queries.is_empty()
+            && !self.shutdown.load(Ordering::Acquire)
+        {
             std::thread::park_timeout(timeout);
         }
         self.parked.store(false, Ordering::Relaxed);
@@ -786,7 +801,12 @@ impl WorkerHandle {
     ///
     /// # Errors
     /// [`QueryError::Timeout`] or [`QueryError::Disconnected`].
-    pub fn query(&self, asset: AssetId, depth: usize, deadline: Duration) -> Result<Option<BookView>, QueryError> {
+    pub fn query(
+        &self,
+        asset: AssetId,
+        depth: usize,
+        deadline: Duration,
+    ) -> Result<Option<BookView>, QueryError> {
         self.querier.query(asset, depth, deadline)
     }
 
@@ -798,7 +818,9 @@ impl WorkerHandle {
     /// True while the thread runs its loop and its heartbeat is younger than the configured
     /// `heartbeat_timeout`. False after a panic, after shutdown, or when stalled.
     pub fn is_alive(&self) -> bool {
-        !self.thread.is_finished() && self.stats.is_running() && self.heartbeat_age() < self.heartbeat_timeout
+        !self.thread.is_finished()
+            && self.stats.is_running()
+            && self.heartbeat_age() < self.heartbeat_timeout
     }
 
     /// True once the thread has ended.
@@ -811,7 +833,9 @@ impl WorkerHandle {
     /// # Errors
     /// [`WorkerPanicked`] when the worker ended by panicking.
     pub fn join(self) -> Result<(), WorkerPanicked> {
-        self.thread.join().map_err(|_| WorkerPanicked { worker: self.id })
+        self.thread
+            .join()
+            .map_err(|_| WorkerPanicked { worker: self.id })
     }
 }
 
@@ -863,10 +887,21 @@ pub fn spawn_workers(
         let (p, c) = RingBuffer::new(cfg.ring_capacity.max(1));
         producers.push(p);
         let config = WorkerConfig {
-            placement: cfg.placements.get(i).copied().unwrap_or(CorePlacement::Unpinned),
+            placement: cfg
+                .placements
+                .get(i)
+                .copied()
+                .unwrap_or(CorePlacement::Unpinned),
             ..cfg.worker
         };
-        let worker = BookWorker::new(i, c, config, factory(i), resync.clone(), Arc::clone(shutdown));
+        let worker = BookWorker::new(
+            i,
+            c,
+            config,
+            factory(i),
+            resync.clone(),
+            Arc::clone(shutdown),
+        );
         handles.push(worker.spawn()?);
     }
     let mut router = Router::with_batch_capacity(producers, cfg.batch_capacity);

@@ -93,7 +93,13 @@ pub struct BookView {
 
 impl BookView {
     /// Copies `book` (best `depth` levels per side) and computes its hash with `hasher`.
-    pub fn of(asset: AssetId, worker: usize, book: &OrderBook, depth: usize, hasher: &mut BookHasher) -> BookView {
+    pub fn of(
+        asset: AssetId,
+        worker: usize,
+        book: &OrderBook,
+        depth: usize,
+        hasher: &mut BookHasher,
+    ) -> BookView {
         let meta = book.meta();
         BookView {
             asset,
@@ -174,15 +180,30 @@ impl BookQuerier {
     /// # Errors
     /// [`QueryError::Timeout`] when the worker did not answer in time,
     /// [`QueryError::Disconnected`] when it is gone.
-    pub fn query(&self, asset: AssetId, depth: usize, deadline: Duration) -> Result<Option<BookView>, QueryError> {
+    pub fn query(
+        &self,
+        asset: AssetId,
+        depth: usize,
+        deadline: Duration,
+    ) -> Result<Option<BookView>, QueryError> {
         let start = Instant::now();
         let (reply, rx) = crossbeam_channel::bounded(1);
-        let q = BookQuery { asset, depth, reply };
+        let q = BookQuery {
+            asset,
+            depth,
+            reply,
+        };
         match self.tx.send_timeout(q, deadline) {
             Ok(()) => {}
-            Err(SendTimeoutError::Timeout(_)) => return Err(QueryError::Timeout { worker: self.worker }),
+            Err(SendTimeoutError::Timeout(_)) => {
+                return Err(QueryError::Timeout {
+                    worker: self.worker,
+                });
+            }
             Err(SendTimeoutError::Disconnected(_)) => {
-                return Err(QueryError::Disconnected { worker: self.worker });
+                return Err(QueryError::Disconnected {
+                    worker: self.worker,
+                });
             }
         }
         if let Some(t) = &self.thread {

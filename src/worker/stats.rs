@@ -79,7 +79,11 @@ impl Histogram {
     /// Count, mean and quantiles (each quantile is the midpoint of its bucket, clamped to
     /// the maximum seen).
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
         let count: u64 = counts.iter().sum();
         let sum = self.sum.load(Ordering::Relaxed);
         let max = self.max.load(Ordering::Relaxed);
@@ -100,7 +104,7 @@ impl Histogram {
         };
         HistogramSnapshot {
             count,
-            mean_ns: if count == 0 { 0 } else { sum / count },
+            mean_ns: sum.checked_div(count).unwrap_or(0),
             p50_ns: quantile(0.50),
             p90_ns: quantile(0.90),
             p99_ns: quantile(0.99),
@@ -460,7 +464,11 @@ mod tests {
         assert_eq!(s.count, 10_000);
         assert_eq!(s.max_ns, 1_000_000);
         assert_eq!(s.mean_ns, 500_050);
-        for (got, want) in [(s.p50_ns, 500_000u64), (s.p99_ns, 990_000), (s.p90_ns, 900_000)] {
+        for (got, want) in [
+            (s.p50_ns, 500_000u64),
+            (s.p99_ns, 990_000),
+            (s.p90_ns, 900_000),
+        ] {
             assert!(got.abs_diff(want) * 100 / want <= 7, "{got} vs {want}");
         }
         assert_eq!(Histogram::new().snapshot(), HistogramSnapshot::default());
