@@ -872,8 +872,8 @@ impl Default for PoolConfig {
 /// the [`Router`] (with unparkers set) for the event loop plus the handles.
 ///
 /// # Errors
-/// The OS refused to create a thread; workers already started exit once the returned-never
-/// router's producers are dropped (here, on return).
+/// The OS refused to create a thread. The rings' producers are dropped on return, so the
+/// workers already started see an abandoned ring and exit by themselves.
 pub fn spawn_workers(
     cfg: &PoolConfig,
     factory: &HandlerFactory,
