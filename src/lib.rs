@@ -12,18 +12,24 @@
 //! | [`venue`] | wire decoding of the market channel | event loop (pure) |
 //! | [`orderbook`] | one asset's book, trust and hash | its book worker (pure) |
 //! | [`recording`] | the raw-frame recording format | recorder / replay |
+//! | [`handoff`] | the rings' producers, asset → worker routing, backpressure | event loop |
+//! | [`worker`] | a shard's books, checks, handler calls, stats, queries | its book worker |
+//! | [`pinning`] | core placement of hot threads | each hot thread, at start |
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod discovery;
 pub mod event_loop;
+pub mod handoff;
 pub mod http;
-pub mod connection;
 pub mod market;
 pub mod orderbook;
+pub mod pinning;
 pub mod pool;
 pub mod recording;
 pub mod registry;
 pub mod venue;
+pub mod worker;

@@ -1,0 +1,47 @@
+//! User callbacks run by a book worker, and the per-worker factory that makes them.
+//!
+//! Each book worker thread owns one [`Handler`], created by the [`HandlerFactory`] with the
+//! worker's index, and calls it synchronously after each record changed one of its books.
+//! A handler runs on the hot path: it must not block, and a panic kills the worker (the
+//! engine then reports itself unhealthy; see `WorkerHandle::is_alive`).
+//!
+//! Call order per record: first the content callback (`on_snapshot`, `on_change`,
+//! `on_trade`, `on_tick_size`), then `on_trust_change` if the record changed the book's
+//! trust. The transient untrusted state while a fresh snapshot of a trusted book is being
+//! received is not reported; a book that loses trust reports `trusted == false` with the
+//! reason, and `trusted == true` when a later snapshot restores it.
+
+use std::sync::Arc;
+
+use crate::market::{AssetId, Record};
+use crate::orderbook::{OrderBook, UntrustReason};
+
+/// Callbacks from a book worker. Every method has a no-op default.
+pub trait Handler: Send {
+    /// A complete `book` snapshot was applied; the book is trusted.
+    fn on_snapshot(&mut self, _asset: AssetId, _book: &OrderBook) {}
+    /// A `price_change` entry ([`Event::Change`](crate::market::Event::Change)) was applied.
+    fn on_change(&mut self, _asset: AssetId, _rec: &Record, _book: &OrderBook) {}
+    /// A `last_trade_price` ([`Event::Trade`](crate::market::Event::Trade)) was recorded.
+    fn on_trade(&mut self, _asset: AssetId, _rec: &Record, _book: &OrderBook) {}
+    /// A `tick_size_change` ([`Event::TickSize`](crate::market::Event::TickSize)); the book
+    /// is untrusted until its next snapshot.
+    fn on_tick_size(&mut self, _asset: AssetId, _rec: &Record, _book: &OrderBook) {}
+    /// The book became trusted (`reason == None`) or untrusted (with the reason).
+    fn on_trust_change(&mut self, _asset: AssetId, _trusted: bool, _reason: Option<UntrustReason>) {
+    }
+}
+
+/// Makes the handler of worker `i`; called once per worker.
+pub type HandlerFactory = Arc<dyn Fn(usize) -> Box<dyn Handler> + Send + Sync>;
+
+/// A handler that does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopHandler;
+
+impl Handler for NoopHandler {}
+
+/// A factory of [`NoopHandler`]s.
+pub fn noop_factory() -> HandlerFactory {
+    Arc::new(|_| Box::new(NoopHandler))
+}
