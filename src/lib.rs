@@ -11,10 +11,12 @@
 //! | [`venue`] | wire decoding of the market channel | event loop (pure) |
 //! | [`orderbook`] | one asset's book, trust and hash | its book worker (pure) |
 //! | [`recording`] | the raw-frame recording format | recorder / replay |
+//! | [`sim`] | the simulated exchange (WebSocket, Gamma, CLOB REST, truth, faults) | its own threads |
 
 #![warn(missing_docs)]
 
 pub mod market;
 pub mod orderbook;
 pub mod recording;
+pub mod sim;
 pub mod venue;
