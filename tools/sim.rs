@@ -23,7 +23,10 @@ use polypy::sim::{Overflow, Sim, SimConfig, SimHandle};
 use tungstenite::{Message, WebSocket};
 
 #[derive(Debug, Parser)]
-#[command(name = "polypy-sim", about = "Simulated Polymarket exchange on loopback")]
+#[command(
+    name = "polypy-sim",
+    about = "Simulated Polymarket exchange on loopback"
+)]
 struct Args {
     /// WebSocket port on 127.0.0.1 (0 = any free port).
     #[arg(long, env = "POLYPY_SIM_WS_PORT", default_value_t = 0)]
@@ -68,7 +71,9 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    env_logger::Builder::new().parse_filters(&args.log_level).init();
+    env_logger::Builder::new()
+        .parse_filters(&args.log_level)
+        .init();
     let internal = args.record_messages.is_some() || args.measure_secs.is_some();
     let cfg = SimConfig {
         markets: args.markets,
@@ -76,12 +81,17 @@ fn main() -> anyhow::Result<()> {
         seed: args.seed,
         expiring_share: args.expiring_share,
         expiry_within: Duration::from_secs(args.expiry_within_secs.max(1)),
-        new_market_every: (args.new_market_every_secs > 0).then(|| Duration::from_secs(args.new_market_every_secs)),
+        new_market_every: (args.new_market_every_secs > 0)
+            .then(|| Duration::from_secs(args.new_market_every_secs)),
         max_assets_per_conn: args.max_assets_per_conn,
         ws_port: args.ws_port,
         http_port: args.http_port,
         record: args.record.clone(),
-        overflow: if internal { Overflow::Block } else { Overflow::Disconnect },
+        overflow: if internal {
+            Overflow::Block
+        } else {
+            Overflow::Disconnect
+        },
         ..SimConfig::default()
     };
     let sim = Sim::start(cfg).context("starting the simulator")?;
@@ -108,7 +118,12 @@ fn main() -> anyhow::Result<()> {
 
 /// An internal subscriber: connects, subscribes `assets` in frames of ≤ 100 ids, reads and
 /// discards until `stop`, counting frames.
-fn subscriber(url: String, assets: Vec<String>, stop: Arc<AtomicBool>, frames: Arc<AtomicU64>) -> anyhow::Result<()> {
+fn subscriber(
+    url: String,
+    assets: Vec<String>,
+    stop: Arc<AtomicBool>,
+    frames: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
     let addr = url
         .strip_prefix("ws://")
         .and_then(|r| r.split('/').next())
@@ -116,7 +131,8 @@ fn subscriber(url: String, assets: Vec<String>, stop: Arc<AtomicBool>, frames: A
         .to_string();
     let stream = TcpStream::connect(&addr)?;
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let (mut ws, _) = tungstenite::client(url.as_str(), stream).map_err(|e| anyhow::anyhow!("handshake: {e}"))?;
+    let (mut ws, _) =
+        tungstenite::client(url.as_str(), stream).map_err(|e| anyhow::anyhow!("handshake: {e}"))?;
     for (i, chunk) in assets.chunks(100).enumerate() {
         let frame = if i == 0 {
             serde_json::json!({"assets_ids": chunk, "type": "market", "initial_dump": true})
@@ -137,17 +153,31 @@ fn read_until(ws: &mut WebSocket<TcpStream>, stop: &AtomicBool, frames: &AtomicU
             }
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return,
         }
     }
 }
 
-fn spawn_subscribers(sim: &SimHandle, per_conn: usize, max_conns: usize, stop: &Arc<AtomicBool>, frames: &Arc<AtomicU64>) -> anyhow::Result<Vec<thread::JoinHandle<()>>> {
+fn spawn_subscribers(
+    sim: &SimHandle,
+    per_conn: usize,
+    max_conns: usize,
+    stop: &Arc<AtomicBool>,
+    frames: &Arc<AtomicU64>,
+) -> anyhow::Result<Vec<thread::JoinHandle<()>>> {
     let assets = sim.assets()?;
     let mut handles = Vec::new();
     for chunk in assets.chunks(per_conn).take(max_conns) {
-        let (url, chunk, stop, frames) = (sim.ws_url(), chunk.to_vec(), Arc::clone(stop), Arc::clone(frames));
+        let (url, chunk, stop, frames) = (
+            sim.ws_url(),
+            chunk.to_vec(),
+            Arc::clone(stop),
+            Arc::clone(frames),
+        );
         handles.push(thread::spawn(move || {
             if let Err(e) = subscriber(url, chunk, stop, frames) {
                 log::error!("Internal subscriber failed: error={e}");
@@ -179,7 +209,11 @@ fn record(sim: SimHandle, messages: u64) -> anyhow::Result<()> {
     sim.stop();
     println!(
         "recorded {sent} messages in {} frames over {} connections in {:.1} s",
-        stats.connections.iter().map(|c| c.frames + c.pongs).sum::<u64>(),
+        stats
+            .connections
+            .iter()
+            .map(|c| c.frames + c.pongs)
+            .sum::<u64>(),
         stats.connections.len(),
         started.elapsed().as_secs_f64()
     );
@@ -192,7 +226,11 @@ fn measure(sim: &SimHandle, secs: Duration) -> anyhow::Result<()> {
     let handles = spawn_subscribers(sim, 500, 1, &stop, &frames)?;
     let totals = |sim: &SimHandle| -> anyhow::Result<(u64, u64, u64)> {
         let c = sim.sent_counters()?;
-        Ok((c.iter().map(|c| c.messages).sum(), c.iter().map(|c| c.frames).sum(), c.iter().map(|c| c.bytes).sum()))
+        Ok((
+            c.iter().map(|c| c.messages).sum(),
+            c.iter().map(|c| c.frames).sum(),
+            c.iter().map(|c| c.bytes).sum(),
+        ))
     };
     thread::sleep(Duration::from_secs(1)); // warm-up: initial dump, queues filling
     let (m0, f0, b0) = totals(sim)?;

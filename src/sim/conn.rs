@@ -81,7 +81,11 @@ impl ConnShared {
     ///
     /// # Errors
     /// The socket could not be cloned.
-    pub(crate) fn new(id: u32, peer: SocketAddr, stream: &TcpStream) -> std::io::Result<ConnShared> {
+    pub(crate) fn new(
+        id: u32,
+        peer: SocketAddr,
+        stream: &TcpStream,
+    ) -> std::io::Result<ConnShared> {
         Ok(ConnShared {
             id,
             peer,

@@ -151,7 +151,10 @@ impl CoreClient {
     /// # Errors
     /// [`SimError::Stopped`] when the core is gone, [`SimError::Timeout`] when it does not
     /// answer in time.
-    pub(crate) fn request<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, SimError> {
+    pub(crate) fn request<T>(
+        &self,
+        make: impl FnOnce(Sender<T>) -> Command,
+    ) -> Result<T, SimError> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.send(make(reply))?;
         rx.recv_timeout(self.timeout).map_err(|e| match e {
@@ -171,7 +174,9 @@ impl CoreClient {
         self.send(Command::Pause { ack })?;
         match flushed.recv_timeout(flush_timeout) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => Ok(()),
-            Err(RecvTimeoutError::Timeout) => Err(SimError::Timeout { what: "pause flush" }),
+            Err(RecvTimeoutError::Timeout) => Err(SimError::Timeout {
+                what: "pause flush",
+            }),
         }
     }
 }
@@ -276,7 +281,9 @@ impl Core {
                 self.generate(due.min(BATCH));
                 continue;
             }
-            let wait = self.until_next(now).min(self.next_lifecycle.saturating_duration_since(now));
+            let wait = self
+                .until_next(now)
+                .min(self.next_lifecycle.saturating_duration_since(now));
             match self.rx.recv_timeout(wait) {
                 Ok(cmd) => {
                     if !self.handle(cmd) {
@@ -300,7 +307,8 @@ impl Core {
         if rate == 0 {
             return BATCH;
         }
-        let allowed = (u128::from(rate) * now.duration_since(self.origin).as_nanos() / 1_000_000_000) as u64;
+        let allowed =
+            (u128::from(rate) * now.duration_since(self.origin).as_nanos() / 1_000_000_000) as u64;
         let due = allowed.saturating_sub(self.produced);
         // After a long stall (a blocked queue, a slow machine) do not burst to catch up.
         if due > rate / 10 + BATCH {
@@ -312,7 +320,9 @@ impl Core {
 
     fn until_next(&self, now: Instant) -> Duration {
         let rate = self.cfg.rate_per_sec.max(1);
-        let at = Duration::from_nanos(((u128::from(self.produced) + 1) * 1_000_000_000 / u128::from(rate)) as u64);
+        let at = Duration::from_nanos(
+            ((u128::from(self.produced) + 1) * 1_000_000_000 / u128::from(rate)) as u64,
+        );
         (self.origin + at).saturating_duration_since(now)
     }
 
@@ -345,9 +355,17 @@ impl Core {
             }
             _ => false,
         };
-        let send = self.conns.iter().flatten().any(|s| s.custom && s.tx.is_some());
+        let send = self
+            .conns
+            .iter()
+            .flatten()
+            .any(|s| s.custom && s.tx.is_some());
         let mut emits = std::mem::take(&mut self.emits);
-        if self.ex.lifecycle(self.clock.now_us(), new_market, send, &mut emits) > 0 {
+        if self
+            .ex
+            .lifecycle(self.clock.now_us(), new_market, send, &mut emits)
+            > 0
+        {
             self.subs.resize(self.ex.asset_count(), Vec::new());
         }
         for e in emits.drain(..) {
@@ -387,7 +405,10 @@ impl Core {
     fn add_targets(&mut self, conns: &[u32], custom_only: bool) {
         for &c in conns {
             let i = c as usize;
-            if self.marks[i] != self.epoch && self.deliverable(c) && (!custom_only || self.is_custom(c)) {
+            if self.marks[i] != self.epoch
+                && self.deliverable(c)
+                && (!custom_only || self.is_custom(c))
+            {
                 self.marks[i] = self.epoch;
                 self.targets.push(c);
             }
@@ -435,7 +456,10 @@ impl Core {
             Overflow::Disconnect => match tx.try_send(item) {
                 Ok(()) => false,
                 Err(TrySendError::Full(_)) => {
-                    log::warn!("Slow subscriber dropped: conn={conn} queue={}", self.cfg.queue_capacity);
+                    log::warn!(
+                        "Slow subscriber dropped: conn={conn} queue={}",
+                        self.cfg.queue_capacity
+                    );
                     slot.shared.killed_slow.store(true, Ordering::Relaxed);
                     slot.shared.shutdown();
                     self.slow_drops += 1;
@@ -483,14 +507,23 @@ impl Core {
             }
             Command::Truth { asset, reply } => {
                 let books = match asset {
-                    Some(token) => self.ex.asset_index(&token).map(|a| vec![self.ex.truth(a)]).unwrap_or_default(),
-                    None => (0..self.ex.asset_count() as u32).map(|a| self.ex.truth(a)).collect(),
+                    Some(token) => self
+                        .ex
+                        .asset_index(&token)
+                        .map(|a| vec![self.ex.truth(a)])
+                        .unwrap_or_default(),
+                    None => (0..self.ex.asset_count() as u32)
+                        .map(|a| self.ex.truth(a))
+                        .collect(),
                 };
                 let _ = reply.send(books);
             }
             Command::RestBooks { tokens, reply } => {
                 let ts = self.clock.now_ms();
-                let books = tokens.iter().filter_map(|t| self.ex.rest_book(t, ts)).collect();
+                let books = tokens
+                    .iter()
+                    .filter_map(|t| self.ex.rest_book(t, ts))
+                    .collect();
                 let _ = reply.send(books);
             }
             Command::Catalog { reply } => {
@@ -531,7 +564,11 @@ impl Core {
         if self.split_all > 0 {
             shared.split_chunk.store(self.split_all, Ordering::Relaxed);
         }
-        log::debug!("Connection registered: conn={} peer={}", shared.id, shared.peer);
+        log::debug!(
+            "Connection registered: conn={} peer={}",
+            shared.id,
+            shared.peer
+        );
         self.conns[i] = Some(Slot {
             shared,
             tx: Some(tx),
@@ -677,7 +714,13 @@ impl Core {
                 .conns
                 .iter()
                 .flatten()
-                .map(|s| s.shared.stats(s.assets.len(), s.custom, s.tx.as_ref().map_or(0, Sender::len)))
+                .map(|s| {
+                    s.shared.stats(
+                        s.assets.len(),
+                        s.custom,
+                        s.tx.as_ref().map_or(0, Sender::len),
+                    )
+                })
                 .collect::<Vec<ConnStats>>(),
         }
     }

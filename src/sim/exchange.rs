@@ -23,13 +23,15 @@ use std::sync::Arc;
 use rustc_hash::FxHashSet;
 use tungstenite::Utf8Bytes;
 
+use super::MarketInfo;
 use super::SimConfig;
 use super::flow::{self, Step};
 use super::gamma::{Card, Catalog};
 use super::truth::{TrueBook, TruthBook};
-use super::universe::{MarketStatus, StartBook, Universe, UniverseConfig, chance, on_grid, random_size};
+use super::universe::{
+    MarketStatus, StartBook, Universe, UniverseConfig, chance, on_grid, random_size,
+};
 use super::wire::{self, BookStyle, Entry, TradeText};
-use super::MarketInfo;
 use crate::market::{Price, QuotedPrice, Side, Size};
 use crate::orderbook::{BookHasher, BookMeta, CheckContext, CheckMode};
 
@@ -64,6 +66,12 @@ pub(crate) struct Listen {
     pub(crate) custom: [bool; 2],
 }
 
+/// Best bid and ask of a book.
+type Bbo = (Option<Price>, Option<Price>);
+
+/// An asset's hash and best bid/ask after a whole trade group.
+type FinalState = (String, Bbo);
+
 /// A `price_change` entry before it is written.
 #[derive(Debug, Clone)]
 struct PendingEntry {
@@ -72,7 +80,7 @@ struct PendingEntry {
     price: Price,
     size: Size,
     hash: String,
-    bbo: (Option<Price>, Option<Price>),
+    bbo: Bbo,
 }
 
 /// Markets, books, and the generator state.
@@ -195,7 +203,10 @@ impl Exchange {
 
     /// Number of active and closed markets.
     pub(crate) fn market_counts(&self) -> (usize, usize) {
-        (self.active.len(), self.universe.markets.len() - self.active.len())
+        (
+            self.active.len(),
+            self.universe.markets.len() - self.active.len(),
+        )
     }
 
     /// Books the sim refused to apply to its own truth (a sim bug if ever non-zero).
@@ -260,7 +271,11 @@ impl Exchange {
                 condition_id: m.condition_id.to_string(),
                 question: m.question.clone(),
                 outcomes: m.outcomes.to_vec(),
-                tokens: m.assets.iter().map(|&a| self.universe.assets[a as usize].token.to_string()).collect(),
+                tokens: m
+                    .assets
+                    .iter()
+                    .map(|&a| self.universe.assets[a as usize].token.to_string())
+                    .collect(),
                 tick_size: m.tick,
                 min_order_size: m.min_order_size,
                 neg_risk: m.neg_risk,
@@ -303,8 +318,16 @@ impl Exchange {
     pub(crate) fn step(&mut self, mi: u32, listen: Listen, ts: u64, out: &mut Vec<Emit>) -> u64 {
         let m = &self.universe.markets[mi as usize];
         let (fair, [yes, no]) = (m.fair, m.assets);
-        let before = [self.books[yes as usize].bbo(), self.books[no as usize].bbo()];
-        let count = match flow::plan_step(&mut self.rng, self.books[yes as usize].book(), fair, self.trade_percent) {
+        let before = [
+            self.books[yes as usize].bbo(),
+            self.books[no as usize].bbo(),
+        ];
+        let count = match flow::plan_step(
+            &mut self.rng,
+            self.books[yes as usize].book(),
+            fair,
+            self.trade_percent,
+        ) {
             Step::Quote { changes } => self.quote(mi, changes, listen.market, ts, out),
             Step::Trade(trade) => self.trade(mi, &trade, listen.market, ts, out),
         };
@@ -326,7 +349,15 @@ impl Exchange {
         }
     }
 
-    fn pending(&mut self, asset: u32, side: Side, price: Price, size: Size, final_state: Option<&(String, (Option<Price>, Option<Price>))>, ts: u64) {
+    fn pending(
+        &mut self,
+        asset: u32,
+        side: Side,
+        price: Price,
+        size: Size,
+        final_state: Option<&FinalState>,
+        ts: u64,
+    ) {
         if self.stalled.contains(&asset) {
             return;
         }
@@ -377,11 +408,16 @@ impl Exchange {
         let mut applied = 0;
         self.entries.clear();
         for _ in 0..changes {
-            let Some(c) = flow::plan_change(&mut self.rng, self.books[yes as usize].book(), tick, fair) else {
+            let Some(c) =
+                flow::plan_change(&mut self.rng, self.books[yes as usize].book(), tick, fair)
+            else {
                 continue;
             };
             applied += 1;
-            let mut pair = [(yes, c.side, c.price), (no, c.side.opposite(), c.price.complement())];
+            let mut pair = [
+                (yes, c.side, c.price),
+                (no, c.side.opposite(), c.price.complement()),
+            ];
             if self.rng.bool() {
                 pair.swap(0, 1);
             }
@@ -399,7 +435,14 @@ impl Exchange {
         1
     }
 
-    fn trade(&mut self, mi: u32, trade: &flow::Trade, send: bool, ts: u64, out: &mut Vec<Emit>) -> u64 {
+    fn trade(
+        &mut self,
+        mi: u32,
+        trade: &flow::Trade,
+        send: bool,
+        ts: u64,
+        out: &mut Vec<Emit>,
+    ) -> u64 {
         let [yes, no] = self.universe.markets[mi as usize].assets;
         let changes: Vec<flow::Change> = trade.rest.iter().chain(&trade.fills).copied().collect();
         for c in &changes {
@@ -447,14 +490,25 @@ impl Exchange {
                 fee_rate_bps: 0,
                 transaction_hash: &tx_hash,
             };
-            wire::last_trade_price(&mut self.buf, &self.universe.markets[mi as usize].condition_id, &text, ts);
+            wire::last_trade_price(
+                &mut self.buf,
+                &self.universe.markets[mi as usize].condition_id,
+                &text,
+                ts,
+            );
             self.emit(Route::Asset(asset), out);
         }
         for (k, asset) in [yes, no].into_iter().enumerate() {
             if self.stalled.contains(&asset) {
                 continue;
             }
-            wire::book(&mut self.buf, BookStyle::PostTrade, self.books[asset as usize].book(), ts, &finals[k].0);
+            wire::book(
+                &mut self.buf,
+                BookStyle::PostTrade,
+                self.books[asset as usize].book(),
+                ts,
+                &finals[k].0,
+            );
             self.emit(Route::Asset(asset), out);
         }
         messages
@@ -532,7 +586,13 @@ impl Exchange {
     /// Resolves expired markets and opens a new one when due; writes `market_resolved` /
     /// `new_market` when some custom-feature connection exists. Returns the number of markets
     /// created or resolved.
-    pub(crate) fn lifecycle(&mut self, now_us: u64, new_market: bool, send: bool, out: &mut Vec<Emit>) -> usize {
+    pub(crate) fn lifecycle(
+        &mut self,
+        now_us: u64,
+        new_market: bool,
+        send: bool,
+        out: &mut Vec<Emit>,
+    ) -> usize {
         let ts = now_us / 1000;
         let mut changed = 0;
         let due: Vec<u32> = self
@@ -558,14 +618,22 @@ impl Exchange {
             self.books[no as usize].touch(ts);
             if send {
                 let tokens = [yes, no].map(|a| &*self.universe.assets[a as usize].token);
-                wire::market_resolved(&mut self.buf, &self.universe.markets[mi as usize], tokens, winner, ts);
+                wire::market_resolved(
+                    &mut self.buf,
+                    &self.universe.markets[mi as usize],
+                    tokens,
+                    winner,
+                    ts,
+                );
                 self.emit(Route::CustomAll, out);
             }
         }
         if new_market {
             changed += 1;
             let expires = chance(&mut self.rng, self.ucfg.expiring_share);
-            let start = self.universe.add_binary(&mut self.rng, &self.ucfg, now_us, expires, true);
+            let start = self
+                .universe
+                .add_binary(&mut self.rng, &self.ucfg, now_us, expires, true);
             let mi = (self.universe.markets.len() - 1) as u32;
             self.open_market(mi, &start, ts);
             if send {

@@ -132,7 +132,10 @@ impl Faults {
     /// # Errors
     /// [`SimError::Stopped`] when the sim is gone.
     pub fn oversized_frame(&self, target: ConnTarget, min_bytes: usize) -> Result<usize, SimError> {
-        self.send(FaultCommand::Inject(target, Injection::Oversized { min_bytes }))
+        self.send(FaultCommand::Inject(
+            target,
+            Injection::Oversized { min_bytes },
+        ))
     }
 
     /// Silent stall: the socket stays open and `PONG` is answered, but no data is sent
@@ -157,8 +160,15 @@ impl Faults {
     ///
     /// # Errors
     /// [`SimError::Stopped`] when the sim is gone.
-    pub fn split_writes(&self, target: ConnTarget, chunk: Option<usize>) -> Result<usize, SimError> {
-        self.send(FaultCommand::SplitWrites(target, chunk.unwrap_or(0).max(usize::from(chunk.is_some()))))
+    pub fn split_writes(
+        &self,
+        target: ConnTarget,
+        chunk: Option<usize>,
+    ) -> Result<usize, SimError> {
+        self.send(FaultCommand::SplitWrites(
+            target,
+            chunk.unwrap_or(0).max(usize::from(chunk.is_some())),
+        ))
     }
 
     /// Slow start: wait this long before answering each new WebSocket handshake.
@@ -178,12 +188,16 @@ impl Faults {
 
     /// Gamma answers every request with this status (e.g. 429, 500); `None` = normal.
     pub fn set_gamma_error(&self, status: Option<u16>) {
-        self.state.gamma_error.store(status.unwrap_or(0), Ordering::Relaxed);
+        self.state
+            .gamma_error
+            .store(status.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// The CLOB REST endpoints answer with this status; `None` = normal.
     pub fn set_clob_error(&self, status: Option<u16>) {
-        self.state.clob_error.store(status.unwrap_or(0), Ordering::Relaxed);
+        self.state
+            .clob_error
+            .store(status.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Every fault off.

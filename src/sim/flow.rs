@@ -57,7 +57,10 @@ pub(crate) enum Step {
 }
 
 fn level_at(levels: &[Level], best_first_index: usize) -> Option<Level> {
-    levels.len().checked_sub(best_first_index + 1).map(|i| levels[i])
+    levels
+        .len()
+        .checked_sub(best_first_index + 1)
+        .map(|i| levels[i])
 }
 
 fn mid(book: &OrderBook) -> Option<u32> {
@@ -65,7 +68,12 @@ fn mid(book: &OrderBook) -> Option<u32> {
 }
 
 /// Decides the next step for a market (`trade_percent` of steps are trades when possible).
-pub(crate) fn plan_step(rng: &mut fastrand::Rng, yes: &OrderBook, fair: Price, trade_percent: u32) -> Step {
+pub(crate) fn plan_step(
+    rng: &mut fastrand::Rng,
+    yes: &OrderBook,
+    fair: Price,
+    trade_percent: u32,
+) -> Step {
     if rng.u32(..100) < trade_percent {
         if let Some(trade) = plan_trade(rng, yes, fair) {
             return Step::Trade(trade);
@@ -80,7 +88,12 @@ pub(crate) fn plan_step(rng: &mut fastrand::Rng, yes: &OrderBook, fair: Price, t
 }
 
 /// Plans one level change on the YES book (never crossing it).
-pub(crate) fn plan_change(rng: &mut fastrand::Rng, yes: &OrderBook, tick: Price, fair: Price) -> Option<Change> {
+pub(crate) fn plan_change(
+    rng: &mut fastrand::Rng,
+    yes: &OrderBook,
+    tick: Price,
+    fair: Price,
+) -> Option<Change> {
     let best_bid = yes.best_bid()?.price.raw();
     let best_ask = yes.best_ask()?.price.raw();
     let t = tick.raw();
@@ -161,7 +174,11 @@ pub(crate) fn plan_trade(rng: &mut fastrand::Rng, yes: &OrderBook, fair: Price) 
     let m = mid(yes)?;
     // Takers push the price back towards fair: sellers when it is above.
     let sell_percent = if m > fair.raw() { 65 } else { 35 };
-    let taker = if rng.u32(..100) < sell_percent { Side::Ask } else { Side::Bid };
+    let taker = if rng.u32(..100) < sell_percent {
+        Side::Ask
+    } else {
+        Side::Bid
+    };
     let makers = match taker {
         Side::Ask => yes.bids().wire_order(),
         Side::Bid => yes.asks().wire_order(),
@@ -207,7 +224,12 @@ pub(crate) fn plan_trade(rng: &mut fastrand::Rng, yes: &OrderBook, fair: Price) 
 
 /// The tick a market should trade on given its YES touch: cent-tick markets move to the milli
 /// tick below 0.04 / above 0.96 and back once inside 0.05..0.95 (PROTOCOL.md §3.3).
-pub(crate) fn wanted_tick(base: Price, current: Price, best_bid: Option<Price>, best_ask: Option<Price>) -> Option<Price> {
+pub(crate) fn wanted_tick(
+    base: Price,
+    current: Price,
+    best_bid: Option<Price>,
+    best_ask: Option<Price>,
+) -> Option<Price> {
     if base != TICK_CENT {
         return None;
     }
@@ -233,7 +255,10 @@ mod tests {
     fn planner_keeps_books_valid() {
         let mut rng = fastrand::Rng::with_seed(11);
         let mut ctx = CheckContext::new(CheckMode::Off);
-        for (n, tick) in [TICK_CENT, TICK_MILLI, TICK_QUARTER_CENT].into_iter().enumerate() {
+        for (n, tick) in [TICK_CENT, TICK_MILLI, TICK_QUARTER_CENT]
+            .into_iter()
+            .enumerate()
+        {
             let fair = price(rng.u32(30_000..970_000) / tick.raw() * tick.raw());
             let mut t = TrueBook::new(BookMeta::new("1", "0x1"), 0);
             assert!(t.load(&start_book(&mut rng, tick, fair), tick, 1, &mut ctx));
@@ -261,7 +286,7 @@ mod tests {
                     }
                 }
                 assert!(t.book().is_trusted());
-                assert!(t.book().bids().len() >= 1 && t.book().asks().len() >= 1);
+                assert!(!t.book().bids().is_empty() && !t.book().asks().is_empty());
             }
             assert!(trades > 300);
         }
@@ -270,10 +295,25 @@ mod tests {
     #[test]
     fn tick_thresholds() {
         let p = price;
-        assert_eq!(wanted_tick(TICK_CENT, TICK_CENT, Some(p(30_000)), Some(p(50_000))), Some(TICK_MILLI));
-        assert_eq!(wanted_tick(TICK_CENT, TICK_CENT, Some(p(500_000)), Some(p(970_000))), Some(TICK_MILLI));
-        assert_eq!(wanted_tick(TICK_CENT, TICK_MILLI, Some(p(60_000)), Some(p(70_000))), Some(TICK_CENT));
-        assert_eq!(wanted_tick(TICK_CENT, TICK_MILLI, Some(p(45_000)), Some(p(70_000))), None);
-        assert_eq!(wanted_tick(TICK_MILLI, TICK_MILLI, Some(p(10_000)), Some(p(20_000))), None);
+        assert_eq!(
+            wanted_tick(TICK_CENT, TICK_CENT, Some(p(30_000)), Some(p(50_000))),
+            Some(TICK_MILLI)
+        );
+        assert_eq!(
+            wanted_tick(TICK_CENT, TICK_CENT, Some(p(500_000)), Some(p(970_000))),
+            Some(TICK_MILLI)
+        );
+        assert_eq!(
+            wanted_tick(TICK_CENT, TICK_MILLI, Some(p(60_000)), Some(p(70_000))),
+            Some(TICK_CENT)
+        );
+        assert_eq!(
+            wanted_tick(TICK_CENT, TICK_MILLI, Some(p(45_000)), Some(p(70_000))),
+            None
+        );
+        assert_eq!(
+            wanted_tick(TICK_MILLI, TICK_MILLI, Some(p(10_000)), Some(p(20_000))),
+            None
+        );
     }
 }

@@ -68,7 +68,8 @@ impl Obj<'_> {
     }
     fn bool(&mut self, k: &str, v: bool) {
         self.key(k);
-        self.out.extend_from_slice(if v { b"true" } else { b"false" });
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
     }
     /// A JSON number from 10^-6 units ("0.01", "5", "20328.3747").
     fn num(&mut self, k: &str, raw: u64) {
@@ -96,7 +97,10 @@ impl Card {
         let closed = !m.is_active();
         let mut out = Vec::with_capacity(2048);
         out.push(b'{');
-        let mut o = Obj { out: &mut out, first: true };
+        let mut o = Obj {
+            out: &mut out,
+            first: true,
+        };
         o.id("id", m.gamma_id);
         o.str("question", &m.question);
         o.str("conditionId", &m.condition_id);
@@ -108,7 +112,9 @@ impl Card {
         o.str("description", &m.description);
         o.str("outcomes", &encoded_list(&[&m.outcomes[0], &m.outcomes[1]]));
         let bid = yes.best_bid().map_or(0, |l| u64::from(l.price.raw()));
-        let ask = yes.best_ask().map_or(1_000_000, |l| u64::from(l.price.raw()));
+        let ask = yes
+            .best_ask()
+            .map_or(1_000_000, |l| u64::from(l.price.raw()));
         let prices = match m.status {
             MarketStatus::Resolved { winner: 0, .. } => ["1".to_string(), "0".to_string()],
             MarketStatus::Resolved { .. } => ["0".to_string(), "1".to_string()],
@@ -123,7 +129,10 @@ impl Card {
         o.bool("closed", closed);
         o.str("marketMakerAddress", "");
         o.str("createdAt", &rfc3339(m.created_us));
-        o.str("updatedAt", &rfc3339(m.created_us + 3_600_000_000 + 123_457));
+        o.str(
+            "updatedAt",
+            &rfc3339(m.created_us + 3_600_000_000 + 123_457),
+        );
         if let MarketStatus::Resolved { at_us, .. } = m.status {
             o.str("closedTime", &postgres(at_us));
         }
@@ -154,7 +163,10 @@ impl Card {
         o.key("events");
         o.out.extend_from_slice(b"[{");
         {
-            let mut e = Obj { out: o.out, first: true };
+            let mut e = Obj {
+                out: o.out,
+                first: true,
+            };
             e.id("id", m.event.id);
             e.str("ticker", &m.event.slug);
             e.str("slug", &m.event.slug);
@@ -187,7 +199,10 @@ impl Card {
 pub(crate) type GammaError = (u16, String);
 
 fn validation(msg: &str) -> GammaError {
-    (422, format!("{{\"type\":\"validation error\",\"error\":\"{msg}\"}}"))
+    (
+        422,
+        format!("{{\"type\":\"validation error\",\"error\":\"{msg}\"}}"),
+    )
 }
 
 /// The query parameters both listing endpoints understand.
@@ -217,7 +232,10 @@ impl Query {
     /// 422 for unparsable numbers or booleans.
     pub(crate) fn parse(pairs: &[(String, String)]) -> Result<Query, GammaError> {
         let mut q = Query::default();
-        let number = |v: &str, name: &str| v.parse::<usize>().map_err(|_| validation(&format!("invalid {name}")));
+        let number = |v: &str, name: &str| {
+            v.parse::<usize>()
+                .map_err(|_| validation(&format!("invalid {name}")))
+        };
         for (k, v) in pairs {
             match k.trim_end_matches("[]") {
                 "limit" => q.limit = Some(number(v, "limit")?),
@@ -249,9 +267,13 @@ impl Query {
     fn matches(&self, c: &Card) -> bool {
         c.closed == self.closed
             && (self.ids.is_empty() || self.ids.contains(&c.gamma_id))
-            && (self.condition_ids.is_empty() || self.condition_ids.iter().any(|x| **x == *c.condition_id))
+            && (self.condition_ids.is_empty()
+                || self.condition_ids.iter().any(|x| **x == *c.condition_id))
             && (self.clob_token_ids.is_empty()
-                || self.clob_token_ids.iter().any(|x| c.tokens.iter().any(|t| **t == **x)))
+                || self
+                    .clob_token_ids
+                    .iter()
+                    .any(|x| c.tokens.iter().any(|t| **t == **x)))
     }
 }
 
@@ -276,10 +298,20 @@ fn join<'a>(out: &mut String, cards: impl Iterator<Item = &'a Arc<Card>>) -> usi
 pub(crate) fn list(catalog: &Catalog, q: &Query) -> Result<String, GammaError> {
     let offset = q.offset.unwrap_or(0);
     if offset > MAX_OFFSET {
-        return Err(validation("offset too large, use /markets/keyset for deeper pagination"));
+        return Err(validation(
+            "offset too large, use /markets/keyset for deeper pagination",
+        ));
     }
     let mut out = String::new();
-    join(&mut out, catalog.cards.iter().filter(|c| q.matches(c)).skip(offset).take(q.limit()));
+    join(
+        &mut out,
+        catalog
+            .cards
+            .iter()
+            .filter(|c| q.matches(c))
+            .skip(offset)
+            .take(q.limit()),
+    );
     Ok(out)
 }
 
@@ -306,12 +338,19 @@ pub(crate) fn keyset(catalog: &Catalog, q: &Query) -> Result<String, GammaError>
         None => 0,
         Some(id) => catalog.cards.partition_point(|c| c.gamma_id <= id),
     };
-    let page: Vec<&Arc<Card>> = catalog.cards[start..].iter().filter(|c| q.matches(c)).take(limit).collect();
+    let page: Vec<&Arc<Card>> = catalog.cards[start..]
+        .iter()
+        .filter(|c| q.matches(c))
+        .take(limit)
+        .collect();
     let mut out = String::from("{\"markets\":");
     let n = join(&mut out, page.iter().copied());
     if n == limit {
         if let Some(last) = page.last() {
-            out.push_str(&format!(",\"next_cursor\":\"gk{:x}\"", last.gamma_id ^ CURSOR_MASK));
+            out.push_str(&format!(
+                ",\"next_cursor\":\"gk{:x}\"",
+                last.gamma_id ^ CURSOR_MASK
+            ));
         }
     }
     out.push('}');
@@ -337,7 +376,13 @@ mod tests {
             body,
             r#"{"type":"validation error","error":"offset too large, use /markets/keyset for deeper pagination"}"#
         );
-        assert!(list(&c, &Query::parse(&[("offset".into(), "2000".into())]).unwrap()).is_ok());
+        assert!(
+            list(
+                &c,
+                &Query::parse(&[("offset".into(), "2000".into())]).unwrap()
+            )
+            .is_ok()
+        );
         assert_eq!(keyset(&c, &q).unwrap_err().0, 422);
     }
 }

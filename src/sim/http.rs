@@ -21,10 +21,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use super::SimError;
 use super::core::{Command, CoreClient};
 use super::faults::{ConnTarget, FaultState, Faults};
 use super::gamma::{self, Query};
-use super::SimError;
 
 /// The real CLOB's limit on `POST /books`.
 pub(crate) const MAX_BOOKS_PER_REQUEST: usize = 500;
@@ -60,7 +60,10 @@ pub(crate) struct HttpWorker {
 type Reply = (u16, String);
 
 fn json_error(status: u16, msg: &str) -> Reply {
-    (status, format!("{{\"error\":{}}}", serde_json::Value::from(msg)))
+    (
+        status,
+        format!("{{\"error\":{}}}", serde_json::Value::from(msg)),
+    )
 }
 
 fn sim_error(e: &SimError) -> Reply {
@@ -110,7 +113,10 @@ fn split_url(url: &str) -> (&str, Vec<(String, String)>) {
 }
 
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +144,9 @@ impl HttpWorker {
         let (path, pairs) = split_url(&url);
         let method = req.method().clone();
         let (status, body) = match (&method, path) {
-            (Method::Get, "/markets") | (Method::Get, "/markets/keyset") => self.gamma(path, &pairs),
+            (Method::Get, "/markets") | (Method::Get, "/markets/keyset") => {
+                self.gamma(path, &pairs)
+            }
             (Method::Get, "/book") => self.book(&pairs),
             (Method::Post, "/books") => {
                 let mut body = String::new();
@@ -148,7 +156,9 @@ impl HttpWorker {
                 }
             }
             (Method::Get, "/sim/truth") => self.truth(None),
-            (Method::Get, p) if p.starts_with("/sim/truth/") => self.truth(Some(&p["/sim/truth/".len()..])),
+            (Method::Get, p) if p.starts_with("/sim/truth/") => {
+                self.truth(Some(&p["/sim/truth/".len()..]))
+            }
             (Method::Post, "/sim/pause") => match self.core.pause(self.flush_timeout) {
                 Ok(()) => (200, "{\"paused\":true}".into()),
                 Err(e) => sim_error(&e),
@@ -157,10 +167,12 @@ impl HttpWorker {
                 Ok(()) => (200, "{\"paused\":false}".into()),
                 Err(e) => sim_error(&e),
             },
-            (Method::Get, "/sim/stats") => match self.core.request(|reply| Command::Stats { reply }) {
-                Ok(s) => (200, serde_json::to_string(&s).unwrap_or_default()),
-                Err(e) => sim_error(&e),
-            },
+            (Method::Get, "/sim/stats") => {
+                match self.core.request(|reply| Command::Stats { reply }) {
+                    Ok(s) => (200, serde_json::to_string(&s).unwrap_or_default()),
+                    Err(e) => sim_error(&e),
+                }
+            }
             (Method::Post, p) if p.starts_with("/sim/fault/") => {
                 match fault(&self.faults, &p["/sim/fault/".len()..], &pairs) {
                     Ok(n) => (200, format!("{{\"affected\":{n}}}")),
@@ -267,7 +279,9 @@ fn target(pairs: &[(String, String)]) -> Result<ConnTarget, Reply> {
 fn number(pairs: &[(String, String)], name: &str, default: u64) -> Result<u64, Reply> {
     match param(pairs, name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| json_error(400, &format!("{name} must be a number"))),
+        Some(v) => v
+            .parse()
+            .map_err(|_| json_error(400, &format!("{name} must be a number"))),
     }
 }
 
@@ -287,11 +301,16 @@ fn fault(faults: &Faults, name: &str, pairs: &[(String, String)]) -> Result<usiz
         "garbage" => faults.garbage_bytes(target(pairs)?).map_err(core_err),
         "oversized" => {
             let bytes = number(pairs, "bytes", 20 << 20)? as usize;
-            faults.oversized_frame(target(pairs)?, bytes).map_err(core_err)
+            faults
+                .oversized_frame(target(pairs)?, bytes)
+                .map_err(core_err)
         }
-        "stall" => faults.stall_connection(target(pairs)?, flag(pairs)).map_err(core_err),
+        "stall" => faults
+            .stall_connection(target(pairs)?, flag(pairs))
+            .map_err(core_err),
         "stall_asset" => {
-            let asset = param(pairs, "asset_id").ok_or_else(|| json_error(400, "asset_id missing"))?;
+            let asset =
+                param(pairs, "asset_id").ok_or_else(|| json_error(400, "asset_id missing"))?;
             faults.stall_asset(asset, flag(pairs)).map_err(core_err)
         }
         "split_writes" => {
@@ -329,7 +348,8 @@ mod tests {
 
     #[test]
     fn splits_and_decodes_queries() {
-        let (path, pairs) = split_url("/markets?limit=5&closed=true&clob_token_ids=12&x=a%20b+c&flag");
+        let (path, pairs) =
+            split_url("/markets?limit=5&closed=true&clob_token_ids=12&x=a%20b+c&flag");
         assert_eq!(path, "/markets");
         assert_eq!(param(&pairs, "limit"), Some("5"));
         assert_eq!(param(&pairs, "x"), Some("a b c"));

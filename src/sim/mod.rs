@@ -163,14 +163,18 @@ impl SimConfig {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(SimError::Config(format!("{name} must be within 0..=1, got {v}")))
+                Err(SimError::Config(format!(
+                    "{name} must be within 0..=1, got {v}"
+                )))
             }
         };
         share(self.neg_risk_share, "neg_risk_share")?;
         share(self.expiring_share, "expiring_share")?;
         share(self.array_frame_share, "array_frame_share")?;
         if self.queue_capacity == 0 || self.http_workers == 0 {
-            return Err(SimError::Config("queue_capacity and http_workers must be positive".into()));
+            return Err(SimError::Config(
+                "queue_capacity and http_workers must be positive".into(),
+            ));
         }
         if self.expiry_within.is_zero() {
             return Err(SimError::Config("expiry_within must be positive".into()));
@@ -292,18 +296,20 @@ impl Sim {
     pub fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         cfg.validate()?;
         let clock = Clock::new(cfg.epoch_ms);
-        let listener = TcpListener::bind(("127.0.0.1", cfg.ws_port)).map_err(|source| SimError::Bind {
-            what: "websocket port",
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(("127.0.0.1", cfg.ws_port)).map_err(|source| SimError::Bind {
+                what: "websocket port",
+                source,
+            })?;
         let ws_addr = listener.local_addr().map_err(|source| SimError::Bind {
             what: "websocket port",
             source,
         })?;
-        let server = tiny_http::Server::http(("127.0.0.1", cfg.http_port)).map_err(|e| SimError::Bind {
-            what: "http port",
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let server =
+            tiny_http::Server::http(("127.0.0.1", cfg.http_port)).map_err(|e| SimError::Bind {
+                what: "http port",
+                source: std::io::Error::other(e.to_string()),
+            })?;
         let http_addr = server.server_addr().to_ip().ok_or_else(|| SimError::Bind {
             what: "http port",
             source: std::io::Error::other("not an IP listener"),
@@ -359,7 +365,9 @@ impl Sim {
             seed: cfg.seed,
             next_id: AtomicU32::new(1),
         });
-        handle.accept_thread = Some(spawn("sim-ws-accept", move || ws::accept_loop(listener, ctx))?);
+        handle.accept_thread = Some(spawn("sim-ws-accept", move || {
+            ws::accept_loop(listener, ctx)
+        })?);
         for i in 0..cfg.http_workers {
             let worker = http::HttpWorker {
                 server: server.clone(),
@@ -372,12 +380,20 @@ impl Sim {
             let name: &'static str = if i == 0 { "sim-http-0" } else { "sim-http-n" };
             handle.http_threads.push(spawn(name, move || worker.run())?);
         }
-        log::info!("Sim started: ws={} http={} markets={}", handle.ws_url(), handle.http_url(), cfg.markets);
+        log::info!(
+            "Sim started: ws={} http={} markets={}",
+            handle.ws_url(),
+            handle.http_url(),
+            cfg.markets
+        );
         Ok(handle)
     }
 }
 
-fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, SimError> {
+fn spawn(
+    name: &'static str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, SimError> {
     thread::Builder::new()
         .name(name.into())
         .spawn(f)
@@ -461,7 +477,8 @@ impl SimHandle {
     /// # Errors
     /// [`SimError::Stopped`] / [`SimError::Timeout`].
     pub fn truth_all(&self) -> Result<Vec<TruthBook>, SimError> {
-        self.core.request(|reply| Command::Truth { asset: None, reply })
+        self.core
+            .request(|reply| Command::Truth { asset: None, reply })
     }
 
     /// Stops the flow (and market lifecycle) and returns once every connection has written

@@ -39,7 +39,12 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     /// A recorder writing to `file`; `recorded` counts frames written.
-    pub(crate) fn new(file: File, path: PathBuf, rx: Receiver<RecordItem>, recorded: Arc<AtomicU64>) -> Recorder {
+    pub(crate) fn new(
+        file: File,
+        path: PathBuf,
+        rx: Receiver<RecordItem>,
+        recorded: Arc<AtomicU64>,
+    ) -> Recorder {
         Recorder {
             out: RecordingWriter::new(BufWriter::with_capacity(1 << 20, file)),
             path,
@@ -55,7 +60,10 @@ impl Recorder {
             if failed {
                 continue; // keep draining so writers never block on a dead recorder
             }
-            match self.out.write_frame(item.recv_ns, item.conn, item.frame.as_str()) {
+            match self
+                .out
+                .write_frame(item.recv_ns, item.conn, item.frame.as_str())
+            {
                 Ok(()) => {
                     self.recorded.fetch_add(1, Ordering::Relaxed);
                 }
@@ -66,7 +74,10 @@ impl Recorder {
             }
         }
         if let Err(e) = self.out.flush() {
-            log::error!("Recording flush failed: path={} error={e}", self.path.display());
+            log::error!(
+                "Recording flush failed: path={} error={e}",
+                self.path.display()
+            );
         }
     }
 }

@@ -60,7 +60,10 @@ impl TruthBook {
             timestamp: timestamp_ms.to_string(),
             hash: hasher.hex(book, timestamp_ms),
             tick_size: book.tick_size().map(Price::to_text),
-            last_trade_price: book.last_trade().map(QuotedPrice::to_text).unwrap_or_default(),
+            last_trade_price: book
+                .last_trade()
+                .map(QuotedPrice::to_text)
+                .unwrap_or_default(),
             bids: book.bids().best_first().map(text).collect(),
             asks: book.asks().best_first().map(text).collect(),
         }
@@ -145,7 +148,9 @@ impl TrueBook {
             };
             self.book.apply(&self.record(ts, level), ctx);
         }
-        let step = self.book.apply(&self.record(ts, Event::BookEnd { hash: None }), ctx);
+        let step = self
+            .book
+            .apply(&self.record(ts, Event::BookEnd { hash: None }), ctx);
         self.touch(ts);
         matches!(step.effect, Effect::SnapshotApplied { .. })
     }
@@ -153,8 +158,20 @@ impl TrueBook {
     /// The current levels and last trade as a start book (wire order).
     pub(crate) fn levels(&self) -> StartBook {
         StartBook {
-            bids: self.book.bids().wire_order().iter().map(|l| (l.price, l.size)).collect(),
-            asks: self.book.asks().wire_order().iter().map(|l| (l.price, l.size)).collect(),
+            bids: self
+                .book
+                .bids()
+                .wire_order()
+                .iter()
+                .map(|l| (l.price, l.size))
+                .collect(),
+            asks: self
+                .book
+                .asks()
+                .wire_order()
+                .iter()
+                .map(|l| (l.price, l.size))
+                .collect(),
             last_trade: self.book.last_trade(),
         }
     }
@@ -196,7 +213,13 @@ impl TrueBook {
 
     /// A `tick_size_change` followed by the fresh snapshot the venue sends: levels off the new
     /// grid are gone. Returns false if the snapshot was rejected.
-    pub(crate) fn change_tick(&mut self, old: Price, new: Price, ts: u64, ctx: &mut CheckContext) -> bool {
+    pub(crate) fn change_tick(
+        &mut self,
+        old: Price,
+        new: Price,
+        ts: u64,
+        ctx: &mut CheckContext,
+    ) -> bool {
         let mut levels = self.levels();
         self.book
             .apply(&self.record(ts, Event::TickSize { old, new }), ctx);
@@ -232,8 +255,14 @@ mod tests {
 
     fn start() -> StartBook {
         StartBook {
-            bids: vec![(p(20_000), Size::from_raw(5_000_000)), (p(30_000), Size::from_raw(1_000_000))],
-            asks: vec![(p(60_000), Size::from_raw(2_000_000)), (p(45_000), Size::from_raw(3_000_000))],
+            bids: vec![
+                (p(20_000), Size::from_raw(5_000_000)),
+                (p(30_000), Size::from_raw(1_000_000)),
+            ],
+            asks: vec![
+                (p(60_000), Size::from_raw(2_000_000)),
+                (p(45_000), Size::from_raw(3_000_000)),
+            ],
             last_trade: None,
         }
     }
@@ -244,7 +273,13 @@ mod tests {
         let mut h = BookHasher::new();
         let mut t = TrueBook::new(BookMeta::new("1", "0xab"), 0);
         assert!(t.load(&start(), TICK_CENT, 10, &mut ctx));
-        assert!(t.set(Side::Bid, p(40_000), Size::from_raw(7_000_000), 11, &mut ctx));
+        assert!(t.set(
+            Side::Bid,
+            p(40_000),
+            Size::from_raw(7_000_000),
+            11,
+            &mut ctx
+        ));
         let v = t.view(&mut h);
         assert_eq!(v.bids[0].price, "0.04");
         assert_eq!(v.asks[0].price, "0.045");
@@ -252,9 +287,21 @@ mod tests {
         assert_eq!(v.hash.len(), 40);
         assert_eq!(v.hash, h.hex(t.book(), 11));
         // Crossed within one trade group, fine once it settles uncrossed.
-        assert!(t.set(Side::Ask, p(40_000), Size::from_raw(1_000_000), 12, &mut ctx));
+        assert!(t.set(
+            Side::Ask,
+            p(40_000),
+            Size::from_raw(1_000_000),
+            12,
+            &mut ctx
+        ));
         assert!(t.set(Side::Bid, p(40_000), Size::ZERO, 12, &mut ctx));
-        t.trade(QuotedPrice::canonical(p(40_000)), Size::from_raw(1), Side::Ask, 12, &mut ctx);
+        t.trade(
+            QuotedPrice::canonical(p(40_000)),
+            Size::from_raw(1),
+            Side::Ask,
+            12,
+            &mut ctx,
+        );
         assert!(t.set(Side::Bid, p(20_000), Size::ZERO, 13, &mut ctx));
         assert_eq!(t.view(&mut h).last_trade_price, "0.04");
     }

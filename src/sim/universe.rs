@@ -120,8 +120,16 @@ impl StartBook {
     /// The NO token's book: YES asks become NO bids at 1−p and YES bids NO asks.
     pub(crate) fn mirror(&self) -> StartBook {
         StartBook {
-            bids: self.asks.iter().map(|&(p, s)| (p.complement(), s)).collect(),
-            asks: self.bids.iter().map(|&(p, s)| (p.complement(), s)).collect(),
+            bids: self
+                .asks
+                .iter()
+                .map(|&(p, s)| (p.complement(), s))
+                .collect(),
+            asks: self
+                .bids
+                .iter()
+                .map(|&(p, s)| (p.complement(), s))
+                .collect(),
             last_trade: self
                 .last_trade
                 .map(|q| QuotedPrice::canonical(q.price.complement())),
@@ -176,23 +184,53 @@ pub(crate) fn price(raw: u32) -> Price {
 }
 
 const SUBJECTS: &[&str] = &[
-    "Bitcoin", "Ethereum", "Solana", "NVIDIA (NVDA)", "Tesla (TSLA)", "the Fed", "Apple (AAPL)",
-    "the S&P 500", "Gold", "Oil (WTI)", "XRP", "Dogecoin",
+    "Bitcoin",
+    "Ethereum",
+    "Solana",
+    "NVIDIA (NVDA)",
+    "Tesla (TSLA)",
+    "the Fed",
+    "Apple (AAPL)",
+    "the S&P 500",
+    "Gold",
+    "Oil (WTI)",
+    "XRP",
+    "Dogecoin",
 ];
 const VERBS: &[&str] = &[
-    "close above", "reach", "dip below", "finish the month above", "trade above",
+    "close above",
+    "reach",
+    "dip below",
+    "finish the month above",
+    "trade above",
 ];
 const CANDIDATES: &[&str] = &[
-    "Alice Moreno", "Bruno Keller", "Chen Wei", "Dana Okafor", "Emil Novak", "Farah Haddad",
-    "Gus Lindqvist", "Hana Sato", "Ivan Petrov", "Julia Costa",
+    "Alice Moreno",
+    "Bruno Keller",
+    "Chen Wei",
+    "Dana Okafor",
+    "Emil Novak",
+    "Farah Haddad",
+    "Gus Lindqvist",
+    "Hana Sato",
+    "Ivan Petrov",
+    "Julia Costa",
 ];
 const CONTESTS: &[&str] = &[
-    "2028 Democratic presidential nomination", "2028 Republican presidential nomination",
-    "Ballon d'Or 2026", "2026 World Cup", "Best Picture Oscar", "NBA MVP award",
+    "2028 Democratic presidential nomination",
+    "2028 Republican presidential nomination",
+    "Ballon d'Or 2026",
+    "2026 World Cup",
+    "Best Picture Oscar",
+    "NBA MVP award",
 ];
 const TEAMS: &[(&str, &str)] = &[
-    ("FaZe", "illwill"), ("Lakers", "Celtics"), ("Arsenal", "Chelsea"), ("Navi", "Vitality"),
-    ("Yankees", "Red Sox"), ("Real Madrid", "Barcelona"),
+    ("FaZe", "illwill"),
+    ("Lakers", "Celtics"),
+    ("Arsenal", "Chelsea"),
+    ("Navi", "Vitality"),
+    ("Yankees", "Red Sox"),
+    ("Real Madrid", "Barcelona"),
 ];
 
 fn hex_id(rng: &mut fastrand::Rng) -> String {
@@ -265,7 +303,8 @@ pub(crate) fn on_grid(raw: i64, tick: Price) -> Price {
 pub(crate) fn start_book(rng: &mut fastrand::Rng, tick: Price, fair: Price) -> StartBook {
     let t = i64::from(tick.raw());
     let one = i64::from(P);
-    let bid_raw = i64::from(on_grid(i64::from(fair.raw()) - t * i64::from(rng.u32(0..2)), tick).raw());
+    let bid_raw =
+        i64::from(on_grid(i64::from(fair.raw()) - t * i64::from(rng.u32(0..2)), tick).raw());
     let best_bid = price(bid_raw.clamp(t, one - 2 * t) as u32);
     let spread_ticks = i64::from(rng.u32(1..4));
     let best_ask = price((i64::from(best_bid.raw()) + spread_ticks * t).min(one - t) as u32);
@@ -412,7 +451,19 @@ impl Universe {
             1..=5 => TICK_MILLI,
             _ => TICK_CENT,
         };
-        self.push_market(rng, now_us, end_us, expires, is_new, question, outcomes, description, event, tick, false)
+        self.push_market(
+            rng,
+            now_us,
+            end_us,
+            expires,
+            is_new,
+            question,
+            outcomes,
+            description,
+            event,
+            tick,
+            false,
+        )
     }
 
     fn add_neg_risk_event(
@@ -455,7 +506,10 @@ impl Universe {
             .collect()
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one private constructor with named call sites")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one private constructor with named call sites"
+    )]
     fn push_market(
         &mut self,
         rng: &mut fastrand::Rng,
@@ -501,8 +555,13 @@ impl Universe {
                 _ => 5,
             } * SCALE,
         );
-        let created_us = now_us.saturating_sub(if is_new { 0 } else { rng.u64(3_600..90 * 86_400) * 1_000_000 + rng.u64(..1_000_000) });
-        let start_us = created_us + rng.u64(..120_000_000) + u64::from(rng.bool()) * rng.u64(..1_000) * 10;
+        let created_us = now_us.saturating_sub(if is_new {
+            0
+        } else {
+            rng.u64(3_600..90 * 86_400) * 1_000_000 + rng.u64(..1_000_000)
+        });
+        let start_us =
+            created_us + rng.u64(..120_000_000) + u64::from(rng.bool()) * rng.u64(..1_000) * 10;
         let slug = format!("{}-{}", slugify(&question), gamma_id % 1000);
         self.markets.push(Market {
             gamma_id,

@@ -325,7 +325,12 @@ pub(crate) fn new_market(out: &mut Vec<u8>, m: &Market, tokens: [&str; 2], ts: u
     plain(out, false, "sports_market_type", "");
     plain(out, false, "line", "");
     plain(out, false, "game_start_time", "");
-    num(out, false, "order_price_min_tick_size", u64::from(m.tick.raw()));
+    num(
+        out,
+        false,
+        "order_price_min_tick_size",
+        u64::from(m.tick.raw()),
+    );
     plain(out, false, "group_item_title", "");
     plain(out, false, "taker_base_fee", "1000");
     key(out, false, "fees_enabled");
@@ -338,7 +343,13 @@ pub(crate) fn new_market(out: &mut Vec<u8>, m: &Market, tokens: [&str; 2], ts: u
 }
 
 /// A `market_resolved` message (custom feature), in the docs' key order.
-pub(crate) fn market_resolved(out: &mut Vec<u8>, m: &Market, tokens: [&str; 2], winner: usize, ts: u64) {
+pub(crate) fn market_resolved(
+    out: &mut Vec<u8>,
+    m: &Market,
+    tokens: [&str; 2],
+    winner: usize,
+    ts: u64,
+) {
     out.push(b'{');
     plain(out, true, "event_type", "market_resolved");
     key(out, false, "id");
@@ -370,14 +381,33 @@ mod tests {
         );
         let sz = |t: &str| Size::parse(t.as_bytes()).unwrap();
         let start = StartBook {
-            bids: vec![(price(10_000), sz("112689")), (price(20_000), sz("133687")), (price(30_000), sz("41666.32"))],
-            asks: vec![(price(990_000), sz("37677.02")), (price(980_000), sz("25298")), (price(970_000), sz("8960.67"))],
+            bids: vec![
+                (price(10_000), sz("112689")),
+                (price(20_000), sz("133687")),
+                (price(30_000), sz("41666.32")),
+            ],
+            asks: vec![
+                (price(990_000), sz("37677.02")),
+                (price(980_000), sz("25298")),
+                (price(970_000), sz("8960.67")),
+            ],
             last_trade: Some(QuotedPrice::parse(b"0.140").unwrap()),
         };
         let mut t = TrueBook::new(meta, 0);
-        assert!(t.load(&start, TICK_CENT, 1_790_908_667_676, &mut CheckContext::new(CheckMode::Off)));
+        assert!(t.load(
+            &start,
+            TICK_CENT,
+            1_790_908_667_676,
+            &mut CheckContext::new(CheckMode::Off)
+        ));
         let mut out = Vec::new();
-        book(&mut out, BookStyle::Full, t.book(), 1_790_908_667_676, "9e4f2ff8ba2be56177e8bdc8623dfaba4d18f5c8");
+        book(
+            &mut out,
+            BookStyle::Full,
+            t.book(),
+            1_790_908_667_676,
+            "9e4f2ff8ba2be56177e8bdc8623dfaba4d18f5c8",
+        );
         let expected = r#"{"market":"0x8a9f8be5bef9bc8d36c7895707a4f2561d49de9f5467b6675ba206196e8bd2e2","asset_id":"98756637703320879198441871470345384821367334051929992047845197222571333888980","timestamp":"1790908667676","hash":"9e4f2ff8ba2be56177e8bdc8623dfaba4d18f5c8","bids":[{"price":"0.01","size":"112689"},{"price":"0.02","size":"133687"},{"price":"0.03","size":"41666.32"}],"asks":[{"price":"0.99","size":"37677.02"},{"price":"0.98","size":"25298"},{"price":"0.97","size":"8960.67"}],"tick_size":"0.01","event_type":"book","last_trade_price":"0.140"}"#;
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
     }

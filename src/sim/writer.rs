@@ -37,7 +37,11 @@ impl Read for WriterIo {
 impl Write for WriterIo {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let chunk = self.shared.split_chunk.load(Ordering::Relaxed);
-        let n = if chunk > 0 { buf.len().min(chunk) } else { buf.len() };
+        let n = if chunk > 0 {
+            buf.len().min(chunk)
+        } else {
+            buf.len()
+        };
         self.shared.write_calls.fetch_add(1, Ordering::Relaxed);
         self.stream.write(&buf[..n])
     }

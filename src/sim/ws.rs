@@ -181,7 +181,13 @@ fn parse_client(text: &str) -> Option<ClientRequest> {
         Some("subscribe") => ClientOp::Subscribe,
         Some("unsubscribe") => ClientOp::Unsubscribe,
         Some(_) => return None,
-        None if f.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("market")) => ClientOp::Initial,
+        None if f
+            .kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("market")) =>
+        {
+            ClientOp::Initial
+        }
         None => return None,
     };
     Some(ClientRequest {
@@ -209,6 +215,9 @@ fn connection(stream: TcpStream, peer: SocketAddr, ctx: &WsContext) {
         forward: None,
         pending: Vec::new(),
     };
+    // The error type is tungstenite's (`http::Response`); it is built at most once per
+    // handshake.
+    #[allow(clippy::result_large_err, reason = "tungstenite's callback signature")]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != WS_PATH {
             return Err(error_response(StatusCode::NOT_FOUND));
@@ -326,7 +335,10 @@ fn read_loop(ws: &mut WebSocket<ReaderIo>, shared: &ConnShared, ctx: &WsContext)
             }
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return ReadEnd::Gone,
         }
     }

@@ -3,7 +3,10 @@
 //! the sim sends, an order-preserving JSON value for key-order checks, and a tiny HTTP client.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
-#![allow(unreachable_pub, reason = "a test helper module; pub is its interface to the test file")]
+#![allow(
+    unreachable_pub,
+    reason = "a test helper module; pub is its interface to the test file"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -51,21 +54,32 @@ pub fn connect(url: &str) -> Result<Client, tungstenite::Error> {
 
 /// Connects with a WebSocket config (frame size limits).
 pub fn connect_with(url: &str, config: WebSocketConfig) -> Result<Client, tungstenite::Error> {
-    let addr = url.trim_start_matches("ws://").split('/').next().unwrap_or_default();
+    let addr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
-    let (ws, _) = tungstenite::client::client_with_config(url, stream, Some(config))
-        .map_err(|e| match e {
+    let (ws, _) = tungstenite::client::client_with_config(url, stream, Some(config)).map_err(
+        |e| match e {
             tungstenite::HandshakeError::Failure(e) => e,
             tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::ConnectionClosed,
-        })?;
-    Ok(Client { ws, local, frames: 0 })
+        },
+    )?;
+    Ok(Client {
+        ws,
+        local,
+        frames: 0,
+    })
 }
 
 impl Client {
     pub fn send(&mut self, text: &str) {
-        self.ws.send(Message::Text(text.to_string().into())).expect("send");
+        self.ws
+            .send(Message::Text(text.to_string().into()))
+            .expect("send");
     }
 
     /// The initial message with the first ≤100 ids, then `operation: subscribe` frames.
@@ -87,7 +101,10 @@ impl Client {
             if left.is_zero() {
                 return Read::Timeout;
             }
-            let _ = self.ws.get_ref().set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let _ = self
+                .ws
+                .get_ref()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
             match self.ws.read() {
                 Ok(Message::Text(t)) if t.as_str() == "PONG" => return Read::Pong,
                 Ok(Message::Text(t)) => {
@@ -97,7 +114,10 @@ impl Client {
                 Ok(Message::Close(_)) => return Read::Closed("close frame".into()),
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Read::Closed(e.to_string()),
             }
         }
@@ -142,7 +162,12 @@ pub struct Mirror {
 
 impl fmt::Debug for Mirror {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Mirror({} books, {} errors)", self.books.len(), self.errors.len())
+        write!(
+            f,
+            "Mirror({} books, {} errors)",
+            self.books.len(),
+            self.errors.len()
+        )
     }
 }
 
@@ -178,7 +203,9 @@ impl Mirror {
             let id = self.interner.intern(t);
             self.owned.insert(id);
             if let Some(meta) = self.metas.get(t) {
-                self.books.entry(id).or_insert_with(|| OrderBook::new(meta.clone()));
+                self.books
+                    .entry(id)
+                    .or_insert_with(|| OrderBook::new(meta.clone()));
             }
         }
     }
@@ -202,7 +229,8 @@ impl Mirror {
     /// Applies one frame.
     pub fn apply(&mut self, frame: &str) {
         self.out.clear();
-        self.decoder.decode(frame.as_bytes(), 0, &mut self.interner, &mut self.out);
+        self.decoder
+            .decode(frame.as_bytes(), 0, &mut self.interner, &mut self.out);
         if !self.out.failures.is_empty() {
             self.failures += self.out.failures.len() as u64;
         }
@@ -218,7 +246,10 @@ impl Mirror {
             let name = self.interner.name(rec.asset).unwrap_or("?").to_string();
             if let Some(v) = step.settled {
                 if v.hash == HashVerdict::Mismatch || !v.bbo_ok || v.crossed {
-                    self.err(format!("settled group failed checks: asset={name} ts={} {v:?}", rec.exchange_ts));
+                    self.err(format!(
+                        "settled group failed checks: asset={name} ts={} {v:?}",
+                        rec.exchange_ts
+                    ));
                 }
             }
             let mut pending = self.pending.remove(&rec.asset).unwrap_or_default();
@@ -231,17 +262,24 @@ impl Mirror {
                     match (step.entry_hash, hash) {
                         (Some(true), _) => self.entries_matched += 1,
                         (Some(false), Some(h)) => pending.push((rec.exchange_ts, h)),
-                        (_, None) => self.err(format!("entry without a verifiable hash: asset={name}")),
+                        (_, None) => {
+                            self.err(format!("entry without a verifiable hash: asset={name}"))
+                        }
                         (None, Some(_)) => {
                             if step.effect != Effect::SkippedNotTrusted {
-                                self.err(format!("entry not checked: asset={name} {:?}", step.effect));
+                                self.err(format!(
+                                    "entry not checked: asset={name} {:?}",
+                                    step.effect
+                                ));
                             }
                         }
                     }
                 }
                 Event::BookEnd { hash } => {
                     match step.effect {
-                        Effect::SnapshotApplied { hash: HashVerdict::Matched } => self.snapshots_matched += 1,
+                        Effect::SnapshotApplied {
+                            hash: HashVerdict::Matched,
+                        } => self.snapshots_matched += 1,
                         other => self.err(format!("snapshot hash: asset={name} {other:?}")),
                     }
                     for (ts, h) in std::mem::take(&mut pending) {
