@@ -556,7 +556,8 @@ fn split_writes_deliver_intact_frames_in_tiny_pieces() {
         after.write_calls - before.write_calls,
     );
     assert!(bytes > 10_000, "{bytes}");
-    assert!(writes >= bytes / 5, "writes={writes} bytes={bytes}");
+    // Bytes queued before the fault took hold go out whole; the rest in ≤5-byte writes.
+    assert!(writes >= bytes / 6, "writes={writes} bytes={bytes}");
     assert!(
         mirror.errors.is_empty() && mirror.failures == 0,
         "{:#?}",
@@ -932,15 +933,18 @@ fn gamma_pagination_lifecycle_and_clob_books() {
 
 #[test]
 fn same_seed_same_universe() {
+    // One flow message per second: the first lands long after both starting books are read.
     let a = Sim::start(SimConfig {
         markets: 30,
         seed: 5,
+        rate_per_sec: 1,
         ..quick()
     })
     .unwrap();
     let b = Sim::start(SimConfig {
         markets: 30,
         seed: 5,
+        rate_per_sec: 1,
         ..quick()
     })
     .unwrap();
