@@ -7,14 +7,22 @@
 //!
 //! | module | owns | thread |
 //! |---|---|---|
-//! | [`connection`] | WebSocket connections (TCP/TLS/upgrade, keep-alive, reconnect scheduling) | event loop |
 //! | [`market`] | fixed-point numbers, interned ids, the record | any (pure) |
-//! | [`venue`] | wire decoding of the market channel | event loop (pure) |
+//! | [`venue`] | wire decoding of the market channel, subscribe frames, Gamma parsing | event loop (pure) |
 //! | [`orderbook`] | one asset's book, trust and hash | its book worker (pure) |
-//! | [`recording`] | the raw-frame recording format | recorder / replay |
+//! | [`registry`] | every known asset: identity, owner connection, lifecycle | event loop |
+//! | [`pool`] | planning which connection subscribes which assets | event loop (pure) |
+//! | [`connection`] | WebSocket connections (TCP/TLS/upgrade, keep-alive, reconnect scheduling) | event loop |
+//! | [`event_loop`] | the mio loop: frames → records → router; watchdogs, resyncs, recycling | event loop |
 //! | [`handoff`] | the rings' producers, asset → worker routing, backpressure | event loop |
 //! | [`worker`] | a shard's books, checks, handler calls, stats, queries | its book worker |
 //! | [`pinning`] | core placement of hot threads | each hot thread, at start |
+//! | [`discovery`] | Gamma scans, market diffs, expiry dates | discovery thread |
+//! | [`engine`] | start-up and shutdown order of all threads, the handle the API uses | caller |
+//! | [`http`] | the HTTP API | HTTP thread |
+//! | [`config`], [`cli`] | settings and the command line | main |
+//! | [`recording`] | the raw-frame recording format | recorder / replay |
+//! | [`sim`] | the simulated exchange (WebSocket, Gamma, CLOB REST, truth, faults) | its own threads |
 
 #![warn(missing_docs)]
 
@@ -22,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod discovery;
+pub mod engine;
 pub mod event_loop;
 pub mod handoff;
 pub mod http;
@@ -31,5 +40,6 @@ pub mod pinning;
 pub mod pool;
 pub mod recording;
 pub mod registry;
+pub mod sim;
 pub mod venue;
 pub mod worker;
