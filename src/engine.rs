@@ -18,7 +18,9 @@ use mio::{Poll, Waker};
 use crate::config::{EngineConfig, IdleMode};
 use crate::connection::{ConnectionConfig, Endpoint};
 use crate::discovery::{Discovery, DiscoveryConfig, RetryPolicy};
-use crate::event_loop::{Command, EventLoop, LoopConfig, LoopShared, LoopSnapshot, MarketView, WAKER};
+use crate::event_loop::{
+    Command, EventLoop, LoopConfig, LoopShared, LoopSnapshot, MarketView, WAKER,
+};
 use crate::handoff::RouterStats;
 use crate::http::{BookAnswer, Components, Health};
 use crate::registry::AssetInfo;
@@ -80,11 +82,16 @@ impl Engine {
     ) -> Result<EngineHandle, EngineError> {
         config.validate()?;
         let started = Instant::now();
-        log::info!("Starting engine: workers={} ws={}", config.workers, config.ws_url);
-        let mut endpoint = Endpoint::parse(&config.ws_url).map_err(|source| EngineError::Endpoint {
-            url: config.ws_url.clone(),
-            source,
-        })?;
+        log::info!(
+            "Starting engine: workers={} ws={}",
+            config.workers,
+            config.ws_url
+        );
+        let mut endpoint =
+            Endpoint::parse(&config.ws_url).map_err(|source| EngineError::Endpoint {
+                url: config.ws_url.clone(),
+                source,
+            })?;
         endpoint.resolve().map_err(|source| EngineError::Endpoint {
             url: config.ws_url.clone(),
             source,
@@ -100,7 +107,7 @@ impl Engine {
 
         // 2. Workers and 3. router (the rings' write ends).
         let placements = if config.pin_workers {
-            crate::pinning::spread_placements(config.workers)
+            crate::pinning::spread_placements(config.workers, crate::pinning::core_count())
         } else {
             Vec::new()
         };
@@ -116,8 +123,8 @@ impl Engine {
             ..crate::worker::PoolConfig::default()
         };
         let sink = ResyncSink::new(resync_tx).with_waker(Arc::clone(&waker));
-        let (router, workers) =
-            spawn_workers(&pool_cfg, &factory, &sink, &shutdown).map_err(os("starting book workers"))?;
+        let (router, workers) = spawn_workers(&pool_cfg, &factory, &sink, &shutdown)
+            .map_err(os("starting book workers"))?;
         log::info!("Book workers started: count={}", workers.len());
         let router_stats = router.stats();
 
@@ -128,12 +135,21 @@ impl Engine {
             Some(path) => Some(start_recorder(path).map_err(os("opening the recording file"))?),
             None => None,
         };
+        let mut connection = ConnectionConfig::default();
+        connection.ping_interval = config.ping_interval;
+        connection.silence_timeout = config.silence_timeout;
+        if endpoint.scheme() == crate::connection::Scheme::Wss {
+            connection.tls =
+                Some(
+                    crate::connection::webpki_client_config().map_err(|e| EngineError::Os {
+                        what: "building the TLS configuration",
+                        source: std::io::Error::other(e),
+                    })?,
+                );
+        }
         let loop_config = LoopConfig {
-            connection: ConnectionConfig {
-                ping_interval: config.ping_interval,
-                silence_timeout: config.silence_timeout,
-                ..ConnectionConfig::default()
-            },
+            connection,
+            reconnect: crate::connection::ReconnectConfig::default(),
             snapshot_timeout: config.snapshot_timeout,
             asset_silence: config.asset_silence,
             custom_features: config.custom_features,
@@ -200,7 +216,11 @@ impl Engine {
                     });
                 }
             }
-            log::info!("Discovery started: gamma={} interval_s={}", config.gamma_url, config.discovery_interval.as_secs());
+            log::info!(
+                "Discovery started: gamma={} interval_s={}",
+                config.gamma_url,
+                config.discovery_interval.as_secs()
+            );
         }
         Ok(handle)
     }
@@ -220,16 +240,18 @@ fn start_recorder(path: &std::path::Path) -> std::io::Result<Recorder> {
     let file = std::fs::File::create(path)?;
     let (tx, rx) = bounded::<(u64, u32, String)>(65_536);
     let path_text = path.display().to_string();
-    let t = std::thread::Builder::new().name("recorder".into()).spawn(move || {
-        let mut w = crate::recording::RecordingWriter::new(std::io::BufWriter::new(file));
-        for (ns, conn, frame) in rx {
-            if let Err(e) = w.write_frame(ns, conn, &frame) {
-                log::error!("Recording stopped: file={path_text} error={e}");
-                return;
+    let t = std::thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || {
+            let mut w = crate::recording::RecordingWriter::new(std::io::BufWriter::new(file));
+            for (ns, conn, frame) in rx {
+                if let Err(e) = w.write_frame(ns, conn, &frame) {
+                    log::error!("Recording stopped: file={path_text} error={e}");
+                    return;
+                }
             }
-        }
-        let _ = w.flush();
-    })?;
+            let _ = w.flush();
+        })?;
     log::info!("Recording frames: file={}", path.display());
     Ok((tx, t))
 }
@@ -309,10 +331,17 @@ impl EngineHandle {
     ///
     /// # Errors
     /// A message when the owner did not answer in time.
-    pub fn book(&self, token: &str, depth: usize, deadline: Duration) -> Result<Option<BookView>, String> {
+    pub fn book(
+        &self,
+        token: &str,
+        depth: usize,
+        deadline: Duration,
+    ) -> Result<Option<BookView>, String> {
         let (tx, rx) = bounded(1);
         self.send(Command::Locate(token.to_string(), tx));
-        let located = rx.recv_timeout(deadline).map_err(|_| "event loop did not answer in time".to_string())?;
+        let located = rx
+            .recv_timeout(deadline)
+            .map_err(|_| "event loop did not answer in time".to_string())?;
         let Some((asset, worker)) = located else {
             return Ok(None);
         };
@@ -333,7 +362,8 @@ impl EngineHandle {
     /// Health in the seeds' shape.
     pub fn health(&self) -> Health {
         let running = self.shared.running.load(Ordering::Acquire);
-        let beat = crate::worker::now_ns().saturating_sub(self.shared.heartbeat_ns.load(Ordering::Relaxed));
+        let beat = crate::worker::now_ns()
+            .saturating_sub(self.shared.heartbeat_ns.load(Ordering::Relaxed));
         let loop_alive = running && beat < 2_000_000_000;
         let components = Components {
             registry: running,
@@ -395,5 +425,17 @@ impl Drop for EngineHandle {
 
 /// Converts a worker's book view into the HTTP answer.
 pub fn book_answer(v: &BookView) -> BookAnswer {
-    v.to_answer()
+    let raw = |l: &crate::orderbook::Level| (l.price.raw(), l.size.raw());
+    BookAnswer {
+        asset_id: v.asset_id.clone(),
+        market: v.market.clone(),
+        trusted: v.trusted,
+        timestamp: (v.timestamp != 0).then_some(v.timestamp),
+        hash: (v.timestamp != 0).then(|| v.hash.clone()),
+        tick_size: v.tick_size.map(|t| t.raw()),
+        bids: v.bids.iter().map(raw).collect(),
+        asks: v.asks.iter().map(raw).collect(),
+        last_trade_price: v.last_trade.map(|q| q.to_text()),
+        update_count: v.update_count,
+    }
 }

@@ -19,8 +19,9 @@
 //! - Every subscribed asset must see a snapshot within `snapshot_timeout`, else it is resynced.
 
 pub mod commands;
+mod run;
 pub mod snapshot;
-// mod run; (enabled once the connection and worker modules land)
 
 pub use commands::Command;
+pub use run::{EventLoop, LoopConfig, LoopShared, ResyncCause, WAKER};
 pub use snapshot::{LoopSnapshot, MarketView};

@@ -6,14 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use mio::{Events, Poll, Token, Waker};
+use mio::{Events, Poll, Token};
 use rustc_hash::FxHashMap;
 
 use super::commands::Command;
 use super::snapshot::{self, LoopSnapshot, MarketView};
 
 use crate::connection::{
-    Connection, ConnectionConfig, Endpoint, Progress, ReconnectScheduler, Status,
+    Connection, ConnectionConfig, ConnectionError, Endpoint, Progress, ReconnectConfig,
+    ReconnectScheduler, Status,
 };
 use crate::handoff::{Router, RouterStats};
 use crate::market::{AssetId, Event};
@@ -89,6 +90,8 @@ pub struct LoopShared {
 pub struct LoopConfig {
     /// Per-connection settings.
     pub connection: ConnectionConfig,
+    /// Reconnect backoff and rate cap.
+    pub reconnect: ReconnectConfig,
     /// Resync when no snapshot arrives this long after subscribing.
     pub snapshot_timeout: Duration,
     /// Resync an asset with no data this long while its connection delivers.
@@ -125,7 +128,9 @@ pub struct EventLoop {
 
 impl std::fmt::Debug for EventLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLoop").field("connections", &self.conns.len()).finish()
+        f.debug_struct("EventLoop")
+            .field("connections", &self.conns.len())
+            .finish()
     }
 }
 
@@ -184,18 +189,18 @@ impl EventLoop {
             notices: Vec::new(),
         };
         Ok(EventLoop {
-                poll,
-                commands,
-                resyncs_in,
-                endpoint,
-                scheduler: ReconnectScheduler::new(config.connection.backoff.clone()),
-                config,
-                planner,
-                conns: BTreeMap::new(),
-                core,
-                shared,
-                recorder,
-            })
+            poll,
+            commands,
+            resyncs_in,
+            endpoint,
+            scheduler: ReconnectScheduler::new(config.reconnect.clone(), fastrand::u64(..)),
+            config,
+            planner,
+            conns: BTreeMap::new(),
+            core,
+            shared,
+            recorder,
+        })
     }
 
     /// Runs until [`Command::Stop`] or until the command channel closes.
@@ -205,7 +210,9 @@ impl EventLoop {
         let mut next_tick = Instant::now();
         loop {
             let now = Instant::now();
-            let timeout = next_tick.saturating_duration_since(now).min(self.config.idle_poll);
+            let timeout = next_tick
+                .saturating_duration_since(now)
+                .min(self.config.idle_poll);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log::error!("Event loop poll failed: {e}");
@@ -247,42 +254,48 @@ impl EventLoop {
         };
         let core = &mut self.core;
         let recorder = &self.recorder;
-        let result = slot.conn.on_ready(self.poll.registry(), now, &mut |text: &str| {
-            let recv_ns = crate::worker::now_ns();
-            if let Some(tx) = recorder {
-                let wall = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(0);
-                let _ = tx.try_send((wall, conn_id, text.to_string()));
-            }
-            core.on_frame(conn_id, text, recv_ns);
-        });
+        let result = slot
+            .conn
+            .on_ready(self.poll.registry(), now, &mut |text: &str| {
+                let recv_ns = crate::worker::now_ns();
+                if let Some(tx) = recorder {
+                    let wall = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(0);
+                    let _ = tx.try_send((wall, conn_id, text.to_string()));
+                }
+                core.on_frame(conn_id, text, recv_ns);
+            });
         self.after_progress(conn_id, result, now);
     }
 
     fn after_progress(
         &mut self,
         conn_id: ConnId,
-        result: Result<Progress, crate::connection::ConnectionError>,
+        result: Result<Progress, ConnectionError>,
         now: Instant,
     ) {
         match result {
-            Ok(Progress::Connected) => self.on_connected(conn_id, now),
-            Ok(Progress::Closed) => self.on_lost(conn_id, now, "closed by peer"),
+            Ok(Progress::Connected { .. }) => self.on_connected(conn_id, now),
             Ok(_) => {}
-            Err(e) => {
-                let why = e.to_string();
-                self.on_lost(conn_id, now, &why);
-            }
+            Err(e) => self.on_error(conn_id, now, &e),
         }
+    }
+
+    fn on_error(&mut self, conn_id: ConnId, now: Instant, e: &ConnectionError) {
+        if matches!(e, ConnectionError::InvalidState { .. }) {
+            return;
+        }
+        let why = e.to_string();
+        self.on_lost(conn_id, now, &why);
     }
 
     fn on_connected(&mut self, conn_id: ConnId, now: Instant) {
         let Some(slot) = self.conns.get_mut(&conn_id) else {
             return;
         };
-        self.scheduler.succeeded(conn_id);
+        self.scheduler.connected(conn_id, now);
         let tokens: Vec<&str> = slot
             .assets
             .iter()
@@ -300,12 +313,14 @@ impl EventLoop {
             self.config.custom_features,
         ));
         for chunk in chunks {
-            frames.push(subscribe::operation(Operation::Subscribe, chunk.iter().copied()));
+            frames.push(subscribe::operation(
+                Operation::Subscribe,
+                chunk.iter().copied(),
+            ));
         }
         for f in &frames {
-            if let Err(e) = slot.conn.send_text(f) {
-                let why = e.to_string();
-                self.on_lost(conn_id, now, &why);
+            if let Err(e) = slot.conn.send_text(self.poll.registry(), f) {
+                self.on_error(conn_id, now, &e);
                 return;
             }
         }
@@ -325,7 +340,11 @@ impl EventLoop {
         );
         for a in &slot.assets {
             self.core.mark_lost(*a);
-            *self.core.resync_counts.entry(ResyncCause::Reconnect).or_default() += 1;
+            *self
+                .core
+                .resync_counts
+                .entry(ResyncCause::Reconnect)
+                .or_default() += 1;
             self.core.awaiting.remove(a);
             self.core.wanted.remove(a);
         }
@@ -420,7 +439,9 @@ impl EventLoop {
     fn expire(&mut self, ids: &[AssetId], now_ms: u64) {
         let mut by_conn: BTreeMap<ConnId, Vec<AssetId>> = BTreeMap::new();
         for id in ids {
-            let Some(entry) = self.core.registry.get(*id) else { continue };
+            let Some(entry) = self.core.registry.get(*id) else {
+                continue;
+            };
             if entry.status == AssetStatus::Expired {
                 continue;
             }
@@ -432,7 +453,9 @@ impl EventLoop {
             self.core.wanted.remove(id);
         }
         for (conn, assets) in by_conn {
-            let Some(slot) = self.conns.get_mut(&conn) else { continue };
+            let Some(slot) = self.conns.get_mut(&conn) else {
+                continue;
+            };
             slot.assets.retain(|a| !assets.contains(a));
             if slot.conn.status() != Status::Connected {
                 continue;
@@ -442,9 +465,10 @@ impl EventLoop {
                 .filter_map(|a| self.core.registry.token(*a))
                 .collect();
             for chunk in subscribe::chunks(&tokens) {
-                let _ = slot
-                    .conn
-                    .send_text(&subscribe::operation(Operation::Unsubscribe, chunk.iter().copied()));
+                let _ = slot.conn.send_text(
+                    self.poll.registry(),
+                    &subscribe::operation(Operation::Unsubscribe, chunk.iter().copied()),
+                );
             }
         }
     }
@@ -460,9 +484,12 @@ impl EventLoop {
         // Keep-alive and silence watchdog.
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in &ids {
-            let Some(slot) = self.conns.get_mut(id) else { continue };
-            let result = slot.conn.on_tick(self.poll.registry(), now);
-            self.after_progress(*id, result, now);
+            let Some(slot) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if let Err(e) = slot.conn.on_tick(self.poll.registry(), now) {
+                self.on_error(*id, now, &e);
+            }
         }
         // Reconnects that are due.
         let due: Vec<ConnId> = self.scheduler.due(now).collect();
@@ -483,7 +510,11 @@ impl EventLoop {
 
     fn plan_subscriptions(&mut self, now: Instant) {
         let conns = &self.conns;
-        let live = |c: ConnId| conns.get(&c).is_some_and(|s| s.conn.status() == Status::Connected);
+        let live = |c: ConnId| {
+            conns
+                .get(&c)
+                .is_some_and(|s| s.conn.status() == Status::Connected)
+        };
         let actions = self.planner.plan(&self.core.registry, now, &live);
         for action in actions {
             match action {
@@ -491,8 +522,11 @@ impl EventLoop {
                     for a in &assets {
                         self.core.registry.mark_subscribed(*a, conn);
                     }
-                    let mut connection =
-                        Connection::new(conn, Arc::clone(&self.endpoint), self.config.connection.clone());
+                    let mut connection = Connection::new(
+                        conn,
+                        Arc::clone(&self.endpoint),
+                        self.config.connection.clone(),
+                    );
                     log::info!("Opening connection: conn={conn} assets={}", assets.len());
                     if let Err(e) = connection.connect(self.poll.registry(), token_of(conn), now) {
                         log::warn!("Connect failed to start: conn={conn} error={e}");
@@ -508,15 +542,18 @@ impl EventLoop {
                     );
                 }
                 PoolAction::Subscribe { conn, assets } => {
-                    let Some(slot) = self.conns.get_mut(&conn) else { continue };
+                    let Some(slot) = self.conns.get_mut(&conn) else {
+                        continue;
+                    };
                     let tokens: Vec<&str> = assets
                         .iter()
                         .filter_map(|a| self.core.registry.token(*a))
                         .collect();
                     for chunk in subscribe::chunks(&tokens) {
-                        let _ = slot
-                            .conn
-                            .send_text(&subscribe::operation(Operation::Subscribe, chunk.iter().copied()));
+                        let _ = slot.conn.send_text(
+                            self.poll.registry(),
+                            &subscribe::operation(Operation::Subscribe, chunk.iter().copied()),
+                        );
                     }
                     for a in &assets {
                         self.core.registry.mark_subscribed(*a, conn);
@@ -549,12 +586,20 @@ impl EventLoop {
                     continue;
                 }
                 for a in &slot.assets {
-                    let last = self.core.last_record_ns.get(a.index()).copied().unwrap_or(0);
+                    let last = self
+                        .core
+                        .last_record_ns
+                        .get(a.index())
+                        .copied()
+                        .unwrap_or(0);
                     if last != 0
                         && now_ns.saturating_sub(last) > silence_ns
                         && !self.core.awaiting.contains_key(a)
                     {
-                        self.core.wanted.entry(*a).or_insert(ResyncCause::AssetSilent);
+                        self.core
+                            .wanted
+                            .entry(*a)
+                            .or_insert(ResyncCause::AssetSilent);
                     }
                 }
             }
@@ -568,7 +613,8 @@ impl EventLoop {
         }
         let min_gap = self.config.snapshot_timeout / 2;
         let mut by_conn: BTreeMap<ConnId, Vec<AssetId>> = BTreeMap::new();
-        let wanted: Vec<(AssetId, ResyncCause)> = self.core.wanted.iter().map(|(a, c)| (*a, *c)).collect();
+        let wanted: Vec<(AssetId, ResyncCause)> =
+            self.core.wanted.iter().map(|(a, c)| (*a, *c)).collect();
         for (a, cause) in wanted {
             let Some(conn) = self.core.registry.owner(a) else {
                 self.core.wanted.remove(&a);
@@ -581,7 +627,12 @@ impl EventLoop {
             if !live {
                 continue; // the reconnect resubscribes it
             }
-            if self.core.last_resync.get(&a).is_some_and(|t| now.duration_since(*t) < min_gap) {
+            if self
+                .core
+                .last_resync
+                .get(&a)
+                .is_some_and(|t| now.duration_since(*t) < min_gap)
+            {
                 continue;
             }
             self.core.wanted.remove(&a);
@@ -592,18 +643,22 @@ impl EventLoop {
             by_conn.entry(conn).or_default().push(a);
         }
         for (conn, assets) in by_conn {
-            let Some(slot) = self.conns.get_mut(&conn) else { continue };
+            let Some(slot) = self.conns.get_mut(&conn) else {
+                continue;
+            };
             let tokens: Vec<&str> = assets
                 .iter()
                 .filter_map(|a| self.core.registry.token(*a))
                 .collect();
             for chunk in subscribe::chunks(&tokens) {
-                let _ = slot
-                    .conn
-                    .send_text(&subscribe::operation(Operation::Unsubscribe, chunk.iter().copied()));
-                let _ = slot
-                    .conn
-                    .send_text(&subscribe::operation(Operation::Subscribe, chunk.iter().copied()));
+                let _ = slot.conn.send_text(
+                    self.poll.registry(),
+                    &subscribe::operation(Operation::Unsubscribe, chunk.iter().copied()),
+                );
+                let _ = slot.conn.send_text(
+                    self.poll.registry(),
+                    &subscribe::operation(Operation::Subscribe, chunk.iter().copied()),
+                );
             }
         }
     }
@@ -614,11 +669,16 @@ impl EventLoop {
             .values()
             .filter(|s| s.conn.status() == Status::Connected)
             .count();
-        self.shared.active_connections.store(active, Ordering::Relaxed);
-        self.shared.connections.store(self.conns.len(), Ordering::Relaxed);
         self.shared
-            .subscribed
-            .store(self.core.registry.count(AssetStatus::Subscribed), Ordering::Relaxed);
+            .active_connections
+            .store(active, Ordering::Relaxed);
+        self.shared
+            .connections
+            .store(self.conns.len(), Ordering::Relaxed);
+        self.shared.subscribed.store(
+            self.core.registry.count(AssetStatus::Subscribed),
+            Ordering::Relaxed,
+        );
         self.shared
             .awaiting_snapshot
             .store(self.core.awaiting.len(), Ordering::Relaxed);
@@ -643,7 +703,9 @@ impl EventLoop {
                     .map(|t| now.duration_since(t).as_secs_f64())
                     .unwrap_or(0.0),
                 age_seconds: now.duration_since(slot.created).as_secs_f64(),
-                last_message_age: s.last_message_at.map(|t| now.duration_since(t).as_secs_f64()),
+                last_message_age: s
+                    .last_message_at
+                    .map(|t| now.duration_since(t).as_secs_f64()),
                 total: counts.total,
                 active: counts.active,
                 expired: counts.expired,
@@ -678,7 +740,9 @@ impl EventLoop {
                 messages_dropped: rs.messages_dropped,
                 batches_sent: rs.batches_sent,
                 queue_full_events: rs.queue_full_events,
-                routing_errors: rs.routing_errors + integrity.foreign_entries + integrity.unknown_assets,
+                routing_errors: rs.routing_errors
+                    + integrity.foreign_entries
+                    + integrity.unknown_assets,
                 queue_depths: rs
                     .queue_depths
                     .iter()
@@ -696,7 +760,9 @@ impl EventLoop {
         for cond in r.conditions() {
             let ids = r.by_condition(cond);
             let entries: Vec<_> = ids.iter().filter_map(|a| r.get(*a)).collect();
-            let Some(first) = entries.first() else { continue };
+            let Some(first) = entries.first() else {
+                continue;
+            };
             if first.status != AssetStatus::Subscribed {
                 continue;
             }
@@ -728,8 +794,7 @@ impl Core {
     /// Decodes one frame from `conn` and routes its records.
     fn on_frame(&mut self, conn: ConnId, text: &str, recv_ns: u64) {
         self.out.clear();
-        let registry = &self.registry;
-        let mut resolver = |token: &str| registry.resolve(token);
+        let mut resolver = RegistryResolver(&self.registry);
         let (_, fs) = self
             .decoder
             .decode(text.as_bytes(), recv_ns, &mut resolver, &mut self.out);
@@ -782,4 +847,13 @@ fn wall_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Resolves token ids against the registry (never interns: unknown assets are counted).
+struct RegistryResolver<'a>(&'a Registry);
+
+impl crate::venue::AssetResolver for RegistryResolver<'_> {
+    fn resolve(&mut self, token: &str) -> Option<AssetId> {
+        self.0.resolve(token)
+    }
 }
