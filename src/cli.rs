@@ -113,6 +113,9 @@ pub struct Cli {
     /// With `--simulate`: messages per second, in total.
     #[arg(long, env = "POLYPY_SIM_RATE", default_value_t = 2000)]
     pub sim_rate: u32,
+    /// Test hook: SIGUSR1 makes book worker 0 panic (for health tests). Not for production.
+    #[arg(long, env = "POLYPY_DEBUG_FAULTS", hide = true)]
+    pub debug_faults: bool,
 }
 
 impl Cli {

@@ -349,6 +349,107 @@ impl EngineHandle {
         w.query(asset, depth, deadline).map_err(|e| e.to_string())
     }
 
+    /// Wire → applied latency over every worker.
+    pub fn latency(&self) -> crate::worker::HistogramSnapshot {
+        let parts: Vec<&crate::worker::Histogram> = self
+            .workers
+            .iter()
+            .map(|w| w.stats().latency_histogram())
+            .collect();
+        crate::worker::Histogram::merged(&parts)
+    }
+
+    /// Wire → applied latency over every worker, as cumulative counts at `bounds_ns`.
+    pub fn latency_cumulative(&self, bounds_ns: &[u64]) -> crate::worker::CumulativeHistogram {
+        let mut all = crate::worker::CumulativeHistogram::default();
+        for w in &self.workers {
+            all.merge(&w.stats().latency_histogram().cumulative(bounds_ns));
+        }
+        all
+    }
+
+    /// Trusted books over every worker.
+    pub fn trusted_books(&self) -> u64 {
+        self.worker_stats().iter().map(|w| w.trusted_books).sum()
+    }
+
+    /// True once discovery finished its first scan (or when discovery is off).
+    pub fn first_discovery_done(&self) -> bool {
+        self.discovery_stats()
+            .is_none_or(|d| d.first_scan_done.load(Ordering::Acquire))
+    }
+
+    /// `/stats` in the seeds' structure (`running`, `registry`, `pool`, `router`, `workers`,
+    /// `lifecycle`, `recycler`) plus `integrity`. `None` when the event loop did not answer
+    /// within `deadline`.
+    pub fn stats(&self, deadline: Duration) -> Option<serde_json::Value> {
+        let snap = self.loop_snapshot(deadline)?;
+        let workers = self.worker_stats();
+        let latency = self.latency();
+        let rs = self.router_stats();
+        let alive = self.workers.iter().filter(|w| w.is_alive()).count();
+        let sum = |f: fn(&WorkerStatsSnapshot) -> u64| -> u64 { workers.iter().map(f).sum() };
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let mut router = serde_json::to_value(&snap.router).unwrap_or_default();
+        if let Some(r) = router.as_object_mut() {
+            r.insert("avg_latency_ms".into(), ms(latency.mean_ns).into());
+            r.insert("p50_latency_ms".into(), ms(latency.p50_ns).into());
+            r.insert("p99_latency_ms".into(), ms(latency.p99_ns).into());
+            r.insert("p999_latency_ms".into(), ms(latency.p999_ns).into());
+            r.insert("max_latency_ms".into(), ms(latency.max_ns).into());
+            r.insert("latency_samples".into(), latency.count.into());
+            r.insert("data_loss_markers".into(), rs.data_loss_markers.into());
+            r.insert("resync_assets".into(), rs.resync_assets.into());
+        }
+        let mut integrity = serde_json::to_value(&snap.integrity).unwrap_or_default();
+        if let Some(i) = integrity.as_object_mut() {
+            i.insert("groups_settled".into(), sum(|w| w.groups_settled).into());
+            i.insert("hash_matched".into(), sum(|w| w.hash_matched).into());
+            i.insert(
+                "hash_matched_inferred_trade".into(),
+                sum(|w| w.hash_matched_inferred_trade).into(),
+            );
+            i.insert("hash_mismatched".into(), sum(|w| w.hash_mismatched).into());
+            i.insert(
+                "hash_not_checked".into(),
+                sum(|w| w.hash_not_checked).into(),
+            );
+            i.insert(
+                "snapshot_hash_matched".into(),
+                sum(|w| w.snapshot_hash_matched).into(),
+            );
+            i.insert(
+                "snapshot_hash_mismatched".into(),
+                sum(|w| w.snapshot_hash_mismatched).into(),
+            );
+            i.insert("bbo_mismatches".into(), sum(|w| w.bbo_mismatches).into());
+            i.insert("crossed".into(), sum(|w| w.crossed).into());
+            i.insert(
+                "skipped_untrusted".into(),
+                sum(|w| w.skipped_untrusted).into(),
+            );
+            i.insert("trusted_books".into(), sum(|w| w.trusted_books).into());
+            i.insert("books".into(), sum(|w| w.orderbook_count).into());
+        }
+        Some(serde_json::json!({
+            "running": self.shared.running.load(Ordering::Acquire),
+            "uptime_seconds": self.uptime().as_secs_f64(),
+            "registry": snap.registry,
+            "pool": snap.pool,
+            "router": router,
+            "workers": {
+                "alive_count": alive,
+                "is_healthy": self.workers_healthy(),
+                "worker_stats": workers,
+            },
+            "lifecycle": self
+                .discovery_stats()
+                .map_or(serde_json::json!({"is_running": false, "enabled": false}), |d| d.to_json()),
+            "recycler": snap.recycler,
+            "integrity": integrity,
+        }))
+    }
+
     /// Seconds since start.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
@@ -402,6 +503,7 @@ impl EngineHandle {
             log::info!("Event loop stopped");
         }
         self.shutdown.store(true, Ordering::Release);
+        let had_workers = !self.workers.is_empty();
         for w in self.workers.drain(..) {
             w.unpark();
             let id = w.id();
@@ -409,7 +511,9 @@ impl EngineHandle {
                 log::error!("Book worker had panicked: worker={id}");
             }
         }
-        log::info!("Book workers stopped");
+        if had_workers {
+            log::info!("Book workers stopped");
+        }
         if let Some((tx, t)) = self.recorder.take() {
             drop(tx);
             let _ = t.join();

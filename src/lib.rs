@@ -21,11 +21,13 @@
 //! | [`engine`] | start-up and shutdown order of all threads, the handle the API uses | caller |
 //! | [`http`] | the HTTP API | HTTP thread |
 //! | [`config`], [`cli`] | settings and the command line | main |
+//! | [`app`] | the orchestrator: start order, signals, progress, HTTP wiring | main |
 //! | [`recording`] | the raw-frame recording format | recorder / replay |
 //! | [`sim`] | the simulated exchange (WebSocket, Gamma, CLOB REST, truth, faults) | its own threads |
 
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -33,7 +33,7 @@ fn token_of(conn: ConnId) -> Token {
 }
 
 /// Why an asset is being resynced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResyncCause {
     /// Its connection dropped and came back.
     Reconnect,
@@ -41,8 +41,9 @@ pub enum ResyncCause {
     RingFull,
     /// A frame naming it failed to decode.
     DecodeFailure,
-    /// Its book failed a check (hash, best bid/ask, crossed) or saw a tick-size change.
-    BookCheck,
+    /// Its worker found the book untrusted: a failed check (hash, best bid/ask, crossed,
+    /// incomplete snapshot), a tick-size change, or a data-loss marker.
+    Book(crate::orderbook::UntrustReason),
     /// No snapshot within the timeout after subscribing.
     NoSnapshot,
     /// No data for the asset for a long time while its connection delivered.
@@ -58,7 +59,7 @@ impl ResyncCause {
             ResyncCause::Reconnect => "reconnect",
             ResyncCause::RingFull => "ring_full",
             ResyncCause::DecodeFailure => "decode_failure",
-            ResyncCause::BookCheck => "book_check",
+            ResyncCause::Book(r) => r.as_str(),
             ResyncCause::NoSnapshot => "no_snapshot",
             ResyncCause::AssetSilent => "asset_silent",
             ResyncCause::Requested => "requested",
@@ -109,6 +110,8 @@ struct ConnSlot {
     /// Assets this connection is subscribed to (what to resend after a reconnect).
     assets: Vec<AssetId>,
     created: Instant,
+    /// The WebSocket is open (set on `Connected`, cleared when lost).
+    open: bool,
 }
 
 /// The event loop; `run` consumes it on its own thread.
@@ -150,7 +153,7 @@ struct Core {
     wanted: FxHashMap<AssetId, ResyncCause>,
     last_resync: FxHashMap<AssetId, Instant>,
     stats: snapshot::IntegrityView,
-    resync_counts: BTreeMap<ResyncCause, u64>,
+    resync_counts: BTreeMap<&'static str, u64>,
     lost: Vec<AssetId>,
     notices: Vec<Notice>,
 }
@@ -296,6 +299,7 @@ impl EventLoop {
             return;
         };
         self.scheduler.connected(conn_id, now);
+        slot.open = true;
         let tokens: Vec<&str> = slot
             .assets
             .iter()
@@ -338,13 +342,17 @@ impl EventLoop {
             "Connection lost: conn={conn_id} assets={} reason={why}",
             slot.assets.len()
         );
+        // Books of a connection that never opened (a failed reconnect) are already marked.
+        let was_open = std::mem::replace(&mut slot.open, false);
         for a in &slot.assets {
-            self.core.mark_lost(*a);
-            *self
-                .core
-                .resync_counts
-                .entry(ResyncCause::Reconnect)
-                .or_default() += 1;
+            if was_open {
+                self.core.mark_lost(*a);
+                *self
+                    .core
+                    .resync_counts
+                    .entry(ResyncCause::Reconnect.as_str())
+                    .or_default() += 1;
+            }
             self.core.awaiting.remove(a);
             self.core.wanted.remove(a);
         }
@@ -475,7 +483,7 @@ impl EventLoop {
 
     fn drain_resync_requests(&mut self) {
         while let Ok(req) = self.resyncs_in.try_recv() {
-            self.core.want(req.asset, ResyncCause::BookCheck);
+            self.core.want(req.asset, ResyncCause::Book(req.reason));
         }
     }
 
@@ -538,6 +546,7 @@ impl EventLoop {
                             conn: connection,
                             assets,
                             created: now,
+                            open: false,
                         },
                     );
                 }
@@ -638,7 +647,7 @@ impl EventLoop {
             self.core.wanted.remove(&a);
             self.core.last_resync.insert(a, now);
             self.core.awaiting.insert(a, now);
-            *self.core.resync_counts.entry(cause).or_default() += 1;
+            *self.core.resync_counts.entry(cause.as_str()).or_default() += 1;
             self.core.last_record_ns[a.index()] = 0;
             by_conn.entry(conn).or_default().push(a);
         }
@@ -682,6 +691,9 @@ impl EventLoop {
         self.shared
             .awaiting_snapshot
             .store(self.core.awaiting.len(), Ordering::Relaxed);
+        self.shared
+            .frames
+            .store(self.core.stats.frames, Ordering::Relaxed);
     }
 
     fn snapshot(&self, now: Instant) -> LoopSnapshot {
@@ -718,7 +730,7 @@ impl EventLoop {
             .core
             .resync_counts
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), *v))
+            .map(|(k, v)| ((*k).to_string(), *v))
             .collect();
         integrity.awaiting_snapshot = self.core.awaiting.len();
         LoopSnapshot {
@@ -751,6 +763,7 @@ impl EventLoop {
                     .collect(),
             },
             integrity,
+            recycler: serde_json::json!({"is_running": false}),
         }
     }
 

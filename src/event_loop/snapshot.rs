@@ -115,6 +115,8 @@ pub struct LoopSnapshot {
     pub router: RouterView,
     /// Integrity.
     pub integrity: IntegrityView,
+    /// Recycler (seed `recycler`).
+    pub recycler: serde_json::Value,
 }
 
 /// One token of a market.

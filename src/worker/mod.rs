@@ -47,7 +47,10 @@ pub use clock::now_ns;
 pub use handler::{Handler, HandlerFactory, NoopHandler, noop_factory};
 pub use idle::IdleStrategy;
 pub use query::{BookQuerier, BookQuery, BookView, QueryError};
-pub use stats::{HistogramSnapshot, UntrustCounts, WorkerStats, WorkerStatsSnapshot};
+pub use stats::{
+    CumulativeHistogram, Histogram, HistogramSnapshot, UntrustCounts, WorkerStats,
+    WorkerStatsSnapshot,
+};
 
 use crate::handoff::{Router, WorkItem, bump};
 use crate::market::{AssetId, Event, Record};

@@ -79,14 +79,21 @@ impl Histogram {
     /// Count, mean and quantiles (each quantile is the midpoint of its bucket, clamped to
     /// the maximum seen).
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
+        Histogram::merged(&[self])
+    }
+
+    /// One summary over several histograms (e.g. every worker's latency).
+    pub fn merged(parts: &[&Histogram]) -> HistogramSnapshot {
+        let mut counts = vec![0u64; BUCKETS];
+        let (mut sum, mut max) = (0u64, 0u64);
+        for h in parts {
+            for (c, b) in counts.iter_mut().zip(h.buckets.iter()) {
+                *c += b.load(Ordering::Relaxed);
+            }
+            sum = sum.wrapping_add(h.sum.load(Ordering::Relaxed));
+            max = max.max(h.max.load(Ordering::Relaxed));
+        }
         let count: u64 = counts.iter().sum();
-        let sum = self.sum.load(Ordering::Relaxed);
-        let max = self.max.load(Ordering::Relaxed);
         let quantile = |q: f64| -> u64 {
             if count == 0 {
                 return 0;
@@ -111,6 +118,64 @@ impl Histogram {
             p999_ns: quantile(0.999),
             max_ns: max,
         }
+    }
+}
+
+impl Histogram {
+    /// Cumulative counts at each of `bounds_ns` (ascending), plus total count and sum: the
+    /// shape of a Prometheus histogram. A sample counts under a bound when its whole bucket
+    /// lies at or below it, so each cumulative count is exact to one bucket width.
+    pub fn cumulative(&self, bounds_ns: &[u64]) -> CumulativeHistogram {
+        let mut below = vec![0u64; bounds_ns.len()];
+        let mut count = 0u64;
+        for (i, b) in self.buckets.iter().enumerate() {
+            let c = b.load(Ordering::Relaxed);
+            if c == 0 {
+                continue;
+            }
+            count += c;
+            let (low, width) = bucket_range(i);
+            let high = low + width - 1;
+            for (k, bound) in bounds_ns.iter().enumerate() {
+                if high <= *bound {
+                    below[k] += c;
+                }
+            }
+        }
+        CumulativeHistogram {
+            bounds_ns: bounds_ns.to_vec(),
+            cumulative: below,
+            count,
+            sum_ns: self.sum.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A histogram as cumulative counts at fixed bounds (see [`Histogram::cumulative`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CumulativeHistogram {
+    /// Upper bounds, ns.
+    pub bounds_ns: Vec<u64>,
+    /// Samples ≤ each bound.
+    pub cumulative: Vec<u64>,
+    /// All samples.
+    pub count: u64,
+    /// Sum of samples, ns.
+    pub sum_ns: u64,
+}
+
+impl CumulativeHistogram {
+    /// Adds another histogram with the same bounds (summing workers).
+    pub fn merge(&mut self, other: &CumulativeHistogram) {
+        if self.bounds_ns.is_empty() {
+            *self = other.clone();
+            return;
+        }
+        for (a, b) in self.cumulative.iter_mut().zip(&other.cumulative) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum_ns += other.sum_ns;
     }
 }
 
@@ -249,6 +314,16 @@ impl WorkerStats {
     /// True from the start of the worker loop until it returns or unwinds.
     pub fn is_running(&self) -> bool {
         self.beat.running.load(Ordering::Acquire)
+    }
+
+    /// Wire → applied latency, per stamped record.
+    pub fn latency_histogram(&self) -> &Histogram {
+        &self.latency
+    }
+
+    /// Processing time per ring chunk.
+    pub fn processing_histogram(&self) -> &Histogram {
+        &self.processing
     }
 
     /// Ring items processed so far (records and control items).
@@ -472,5 +547,20 @@ mod tests {
             assert!(got.abs_diff(want) * 100 / want <= 7, "{got} vs {want}");
         }
         assert_eq!(Histogram::new().snapshot(), HistogramSnapshot::default());
+    }
+
+    #[test]
+    fn cumulative_counts_whole_buckets_under_each_bound() {
+        let h = Histogram::new();
+        for v in [5u64, 900, 1_000, 50_000, 2_000_000] {
+            h.record(v);
+        }
+        let c = h.cumulative(&[10, 1_024, 100_000, 1_000_000]);
+        assert_eq!(c.cumulative, vec![1, 3, 4, 4]);
+        assert_eq!((c.count, c.sum_ns), (5, 2_051_905));
+        let mut m = CumulativeHistogram::default();
+        m.merge(&c);
+        m.merge(&c);
+        assert_eq!((m.cumulative[1], m.count), (6, 10));
     }
 }

@@ -1,0 +1,400 @@
+//! `/metrics`: the engine's counters, gauges and latency histograms as Prometheus/OpenMetrics
+//! text through the prometheus-client crate, every name prefixed `polypy_`.
+//!
+//! THREAD: the HTTP thread, per scrape. [`MetricsData::gather`] copies what the engine
+//! exposes (atomics and one event-loop snapshot), then a throw-away registry with one
+//! collector encodes it. Histograms are real: cumulative bucket counts from the workers'
+//! log-linear histograms (exact to one bucket width), not averages.
+
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::engine::EngineHandle;
+use crate::event_loop::LoopSnapshot;
+use crate::handoff::RouterStatsSnapshot;
+use crate::worker::{CumulativeHistogram, WorkerStatsSnapshot};
+
+/// Upper bounds of the wire → book histogram, ns (1 µs … 1 s).
+const LATENCY_BOUNDS_NS: &[u64] = &[
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    5_000_000,
+    25_000_000,
+    100_000_000,
+    1_000_000_000,
+];
+
+/// Everything one scrape shows, copied out of the engine.
+#[derive(Debug)]
+pub struct MetricsData {
+    uptime: Duration,
+    healthy: bool,
+    snap: LoopSnapshot,
+    router: RouterStatsSnapshot,
+    workers: Vec<WorkerStatsSnapshot>,
+    latency: CumulativeHistogram,
+    discovery: Option<serde_json::Value>,
+}
+
+impl MetricsData {
+    /// Copies the engine's figures; `None` when the event loop does not answer in time.
+    pub fn gather(engine: &EngineHandle, deadline: Duration) -> Option<MetricsData> {
+        Some(MetricsData {
+            uptime: engine.uptime(),
+            healthy: engine.health().healthy,
+            snap: engine.loop_snapshot(deadline)?,
+            router: engine.router_stats(),
+            workers: engine.worker_stats(),
+            latency: engine.latency_cumulative(LATENCY_BOUNDS_NS),
+            discovery: engine.discovery_stats().map(|d| d.to_json()),
+        })
+    }
+
+    /// Prometheus/OpenMetrics text.
+    ///
+    /// # Errors
+    /// Formatting failed (not expected with a `String` sink).
+    pub fn render(self) -> Result<String, std::fmt::Error> {
+        let mut registry = Registry::with_prefix("polypy");
+        registry.register_collector(Box::new(self));
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &registry)?;
+        Ok(out)
+    }
+}
+
+type Fmt = Result<(), std::fmt::Error>;
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Fmt {
+    ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> Fmt {
+    ConstGauge::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+/// One metric with a `worker` label per worker.
+fn per_worker(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    values: impl Iterator<Item = (usize, f64)>,
+) -> Fmt {
+    let mut family = enc.encode_descriptor(name, help, None, kind)?;
+    for (w, v) in values {
+        let labels = [("worker", w.to_string())];
+        let m = family.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => ConstCounter::new(v as u64).encode(m)?,
+            _ => ConstGauge::new(v).encode(m)?,
+        }
+    }
+    Ok(())
+}
+
+impl Collector for MetricsData {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Fmt {
+        let e = &mut enc;
+        let s = &self.snap;
+        let sum = |f: fn(&WorkerStatsSnapshot) -> u64| -> u64 { self.workers.iter().map(f).sum() };
+        gauge(
+            e,
+            "up",
+            "1 when the engine is healthy",
+            f64::from(u8::from(self.healthy)),
+        )?;
+        gauge(
+            e,
+            "uptime_seconds",
+            "Seconds since start",
+            self.uptime.as_secs_f64(),
+        )?;
+        // Registry.
+        gauge(
+            e,
+            "assets_known",
+            "Assets in the registry",
+            s.registry.total_markets as f64,
+        )?;
+        gauge(
+            e,
+            "assets_pending",
+            "Assets awaiting subscription",
+            s.registry.pending as f64,
+        )?;
+        gauge(
+            e,
+            "assets_subscribed",
+            "Subscribed assets",
+            s.registry.subscribed as f64,
+        )?;
+        gauge(
+            e,
+            "assets_expired",
+            "Expired assets not yet removed",
+            s.registry.expired as f64,
+        )?;
+        gauge(
+            e,
+            "conditions_known",
+            "Distinct markets (condition ids)",
+            s.registry.conditions as f64,
+        )?;
+        // Pool.
+        gauge(
+            e,
+            "connections",
+            "Connections in the pool",
+            s.pool.connection_count as f64,
+        )?;
+        gauge(
+            e,
+            "connections_active",
+            "Connected connections",
+            s.pool.active_connections as f64,
+        )?;
+        gauge(
+            e,
+            "pool_capacity_assets",
+            "Assets the pool holds at its target",
+            s.pool.total_capacity as f64,
+        )?;
+        counter(
+            e,
+            "ws_frames_received",
+            "WebSocket data frames received",
+            s.pool.stats.iter().map(|c| c.messages_received).sum(),
+        )?;
+        counter(
+            e,
+            "ws_bytes_received",
+            "WebSocket payload bytes received",
+            s.pool.stats.iter().map(|c| c.bytes_received).sum(),
+        )?;
+        counter(
+            e,
+            "ws_reconnects",
+            "Reconnects over all connections",
+            s.pool.stats.iter().map(|c| c.reconnects).sum(),
+        )?;
+        // Decoding and routing.
+        let i = &s.integrity;
+        counter(e, "messages_decoded", "Venue messages decoded", i.messages)?;
+        counter(
+            e,
+            "messages_unknown",
+            "Messages of unknown type, skipped",
+            i.unknown_messages,
+        )?;
+        counter(
+            e,
+            "decode_failures",
+            "Frames or messages that failed to decode",
+            i.decode_failures,
+        )?;
+        counter(
+            e,
+            "foreign_entries",
+            "Entries for assets owned by another connection, dropped",
+            i.foreign_entries,
+        )?;
+        counter(
+            e,
+            "unknown_asset_entries",
+            "Entries for assets not followed, dropped",
+            i.unknown_assets,
+        )?;
+        let r = &self.router;
+        counter(
+            e,
+            "records_routed",
+            "Records pushed to book workers",
+            r.messages_routed,
+        )?;
+        counter(
+            e,
+            "records_dropped",
+            "Records dropped on a full ring (books resynced)",
+            r.messages_dropped,
+        )?;
+        counter(e, "batches_sent", "Ring writes", r.batches_sent)?;
+        counter(
+            e,
+            "queue_full_events",
+            "Ring-full events",
+            r.queue_full_events,
+        )?;
+        counter(
+            e,
+            "data_loss_markers",
+            "Data-loss markers sent to workers",
+            r.data_loss_markers,
+        )?;
+        per_worker(
+            e,
+            "ring_depth",
+            "Items waiting in a worker's ring",
+            MetricType::Gauge,
+            r.queue_depths
+                .iter()
+                .enumerate()
+                .map(|(w, d)| (w, *d as f64)),
+        )?;
+        // Resyncs by cause.
+        {
+            let mut family = e.encode_descriptor(
+                "resyncs",
+                "Resyncs requested, by cause",
+                None,
+                MetricType::Counter,
+            )?;
+            for (cause, n) in &i.resyncs {
+                let labels = [("cause", cause.clone())];
+                ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        gauge(
+            e,
+            "assets_awaiting_snapshot",
+            "Subscribed assets waiting for a snapshot",
+            i.awaiting_snapshot as f64,
+        )?;
+        // Workers.
+        let ws = &self.workers;
+        per_worker(
+            e,
+            "worker_alive",
+            "1 while the worker loop runs",
+            MetricType::Gauge,
+            ws.iter()
+                .map(|w| (w.worker, f64::from(u8::from(w.running)))),
+        )?;
+        per_worker(
+            e,
+            "worker_records_applied",
+            "Records that changed a book",
+            MetricType::Counter,
+            ws.iter().map(|w| (w.worker, w.records_applied as f64)),
+        )?;
+        per_worker(
+            e,
+            "worker_books",
+            "Books owned",
+            MetricType::Gauge,
+            ws.iter().map(|w| (w.worker, w.orderbook_count as f64)),
+        )?;
+        per_worker(
+            e,
+            "worker_books_trusted",
+            "Trusted books owned",
+            MetricType::Gauge,
+            ws.iter().map(|w| (w.worker, w.trusted_books as f64)),
+        )?;
+        per_worker(
+            e,
+            "worker_heap_bytes",
+            "Heap bytes held by the books",
+            MetricType::Gauge,
+            ws.iter().map(|w| (w.worker, w.memory_usage as f64)),
+        )?;
+        counter(
+            e,
+            "level_updates_applied",
+            "price_change entries applied",
+            sum(|w| w.updates_applied),
+        )?;
+        counter(
+            e,
+            "snapshots_applied",
+            "book snapshots applied",
+            sum(|w| w.snapshots_received),
+        )?;
+        counter(
+            e,
+            "hash_checks_matched",
+            "Settled groups whose hash matched",
+            sum(|w| w.hash_matched + w.hash_matched_inferred_trade),
+        )?;
+        counter(
+            e,
+            "hash_checks_mismatched",
+            "Settled groups whose hash did not match",
+            sum(|w| w.hash_mismatched),
+        )?;
+        counter(
+            e,
+            "bbo_mismatches",
+            "Settled groups whose best bid/ask disagreed",
+            sum(|w| w.bbo_mismatches),
+        )?;
+        gauge(
+            e,
+            "books_trusted",
+            "Trusted books",
+            sum(|w| w.trusted_books) as f64,
+        )?;
+        // Wire → book latency: a real histogram.
+        {
+            let h = &self.latency;
+            let mut buckets = Vec::with_capacity(h.bounds_ns.len() + 1);
+            let mut prev = 0u64;
+            for (bound, cum) in h.bounds_ns.iter().zip(&h.cumulative) {
+                buckets.push((*bound as f64 / 1e9, cum - prev));
+                prev = *cum;
+            }
+            buckets.push((f64::INFINITY, h.count - prev));
+            let m = e.encode_descriptor(
+                "wire_to_book_seconds",
+                "Receive timestamp to applied on the book, per record",
+                None,
+                MetricType::Histogram,
+            )?;
+            let mut m = m;
+            m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                h.sum_ns as f64 / 1e9,
+                h.count,
+                &buckets,
+                None,
+            )?;
+        }
+        // Discovery.
+        if let Some(d) = &self.discovery {
+            let n = |k: &str| d.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            counter(e, "discovery_scans", "Completed Gamma scans", n("scans"))?;
+            counter(
+                e,
+                "discovery_scan_errors",
+                "Failed Gamma scans",
+                n("scan_errors"),
+            )?;
+            gauge(
+                e,
+                "discovery_known_markets",
+                "Markets followed",
+                n("known_market_count") as f64,
+            )?;
+            gauge(
+                e,
+                "discovery_last_scan_seconds",
+                "Duration of the last scan",
+                n("last_scan_ms") as f64 / 1e3,
+            )?;
+        }
+        Ok(())
+    }
+}
