@@ -68,6 +68,9 @@ pub struct EngineConfig {
     pub ping_interval: Duration,
     /// Reconnect when nothing arrives for this long.
     pub silence_timeout: Duration,
+    /// Reconnect an open connection that has subscribed assets but received no data message
+    /// (only `PONG`s) for this long: the venue's "silent freeze" (PROTOCOL.md §9 #1).
+    pub data_silence: Duration,
     /// Resync an asset that got no snapshot this long after subscribing.
     pub snapshot_timeout: Duration,
     /// Resync an asset that got no data this long while its connection delivered
@@ -101,6 +104,7 @@ impl Default for EngineConfig {
             check: CheckMode::Sampled(NonZeroU32::MIN.saturating_add(3)),
             ping_interval: Duration::from_secs(10),
             silence_timeout: Duration::from_secs(30),
+            data_silence: Duration::from_secs(120),
             snapshot_timeout: Duration::from_secs(10),
             asset_silence: Duration::from_secs(600),
             custom_features: false,

@@ -150,6 +150,7 @@ impl Engine {
         let loop_config = LoopConfig {
             connection,
             reconnect: crate::connection::ReconnectConfig::default(),
+            data_silence: config.data_silence,
             snapshot_timeout: config.snapshot_timeout,
             asset_silence: config.asset_silence,
             custom_features: config.custom_features,

@@ -93,6 +93,8 @@ pub struct LoopConfig {
     pub connection: ConnectionConfig,
     /// Reconnect backoff and rate cap.
     pub reconnect: ReconnectConfig,
+    /// Reconnect an open connection with assets but no data message for this long.
+    pub data_silence: Duration,
     /// Resync when no snapshot arrives this long after subscribing.
     pub snapshot_timeout: Duration,
     /// Resync an asset with no data this long while its connection delivers.
@@ -575,6 +577,29 @@ impl EventLoop {
     }
 
     fn watchdogs(&mut self, now: Instant) {
+        // Connection-level data silence: PONGs flow, data does not ("silent freeze").
+        let silence = self.config.data_silence;
+        if !silence.is_zero() {
+            let frozen: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, s)| s.conn.status() == Status::Connected && !s.assets.is_empty())
+                .filter(|(_, s)| {
+                    let st = s.conn.stats();
+                    st.last_message_at
+                        .or(st.connected_since)
+                        .is_some_and(|t| now.duration_since(t) >= silence)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in frozen {
+                if let Some(slot) = self.conns.get_mut(&id) {
+                    slot.conn.disconnect(self.poll.registry());
+                }
+                self.core.stats.data_silence_reconnects += 1;
+                self.on_lost(id, now, "no data while PONGs flow (silent freeze)");
+            }
+        }
         let timeout = self.config.snapshot_timeout;
         let late: Vec<AssetId> = self
             .core
@@ -831,18 +856,39 @@ impl Core {
             // Unregistered assets are counted by the router.
             let _ = self.router.route(rec);
         }
-        for f in 0..self.out.failures.len() {
-            for k in 0..self.out.failures[f].assets.len() {
-                let asset = self.out.failures[f].assets[k];
-                if self.registry.owner(asset) == Some(conn) {
-                    self.mark_lost(asset);
-                    self.want(asset, ResyncCause::DecodeFailure);
-                }
-            }
+        if !self.out.failures.is_empty() {
+            self.on_failures(conn);
         }
         if !self.out.notices.is_empty() {
             self.notices.append(&mut self.out.notices);
         }
+    }
+
+    /// A frame (or part) failed to decode: every asset it may have carried data for is
+    /// marked untrusted and resynced. Cold path (allocates).
+    fn on_failures(&mut self, conn: ConnId) {
+        let failures = std::mem::take(&mut self.out.failures);
+        let mut hit: Vec<AssetId> = Vec::new();
+        for f in &failures {
+            hit.extend(f.assets.iter().copied());
+            for m in &f.markets {
+                hit.extend(self.registry.by_condition(m).iter().copied());
+            }
+            if f.assets.is_empty() && f.markets.is_empty() {
+                // Names nothing: anything on this connection may have lost data.
+                hit.extend(self.registry.by_connection(conn));
+                self.stats.unattributed_failures += 1;
+            }
+        }
+        hit.sort_unstable();
+        hit.dedup();
+        for asset in hit {
+            if self.registry.owner(asset) == Some(conn) {
+                self.mark_lost(asset);
+                self.want(asset, ResyncCause::DecodeFailure);
+            }
+        }
+        self.out.failures = failures;
     }
 
     fn mark_lost(&mut self, asset: AssetId) {

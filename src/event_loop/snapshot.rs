@@ -98,6 +98,10 @@ pub struct IntegrityView {
     pub foreign_entries: u64,
     /// Entries for tokens we do not follow, dropped.
     pub unknown_assets: u64,
+    /// Connections reconnected because data stopped while the socket stayed alive.
+    pub data_silence_reconnects: u64,
+    /// Broken frames that named no asset or market: their connection's assets were resynced.
+    pub unattributed_failures: u64,
     /// Resyncs requested, by cause.
     pub resyncs: BTreeMap<String, u64>,
     /// Assets currently waiting for a snapshot.

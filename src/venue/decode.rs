@@ -128,6 +128,10 @@ pub struct Failure {
     pub error: DecodeError,
     /// Known assets the failed message named; their books may have lost data.
     pub assets: Vec<AssetId>,
+    /// Condition ids (`"market"`) a broken frame named: a cut-off `price_change` may have
+    /// lost entries for assets it no longer names, so every asset of these markets may have
+    /// lost data. Empty when the message parsed and `assets` is complete.
+    pub markets: Vec<String>,
 }
 
 /// Counters for one frame.
@@ -289,6 +293,7 @@ impl Decoder {
                         text: String::from_utf8_lossy(&trimmed[..end]).into_owned(),
                     },
                     assets: salvage_assets(text, resolver),
+                    markets: salvage_markets(text),
                 });
                 return (FrameKind::Json, stats);
             }
@@ -302,6 +307,7 @@ impl Decoder {
             out.failures.push(Failure {
                 error: e.into(),
                 assets: salvage_assets(text, resolver),
+                markets: salvage_markets(text),
             });
         }
         (FrameKind::Json, stats)
@@ -365,7 +371,11 @@ impl Decoder {
                 for e in &self.entries {
                     add(e.asset_id, resolver);
                 }
-                out.failures.push(Failure { error, assets });
+                out.failures.push(Failure {
+                    error,
+                    assets,
+                    markets: Vec::new(),
+                });
             }
         }
         stats.records += (out.records.len() - before) as u32;
@@ -918,6 +928,27 @@ fn owned(b: &[u8]) -> String {
 }
 
 /// Finds the asset ids a broken frame still names (`"asset_id":"…"` pairs).
+/// Every `"market"` string value in a broken frame (failure path only).
+fn salvage_markets(text: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"\"market\"";
+    let mut found: Vec<String> = Vec::new();
+    let mut at = 0;
+    while let Some(k) = memchr::memmem::find(text.get(at..).unwrap_or_default(), KEY) {
+        at += k + KEY.len();
+        let mut s = Scanner::new(text.get(at..).unwrap_or_default());
+        if s.expect(b':', "':'").is_ok() {
+            if let Ok(v) = s.string() {
+                if let Ok(v) = std::str::from_utf8(v) {
+                    if !v.is_empty() && !found.iter().any(|f| f == v) {
+                        found.push(v.to_string());
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 fn salvage_assets<R: AssetResolver + ?Sized>(text: &[u8], resolver: &mut R) -> Vec<AssetId> {
     const KEY: &[u8] = b"\"asset_id\"";
     let mut found = Vec::new();

@@ -1,0 +1,235 @@
+//! The engine against the simulated exchange, end to end over loopback: discovery from the
+//! sim's Gamma, ≥ 10 connections, flow with faults (drops, a silent connection stall, an
+//! asset stall, malformed frames, tiny writes), then the sim pauses and every book must equal
+//! the sim's truth, trusted, with the counters adding up.
+
+use std::time::{Duration, Instant};
+
+use polypy::config::{EngineConfig, IdleMode};
+use polypy::engine::{Engine, EngineHandle};
+use polypy::sim::{ConnTarget, Sim, SimConfig, SimHandle};
+use polypy::worker::{BookView, noop_factory};
+
+const DEADLINE: Duration = Duration::from_secs(5);
+
+fn engine_config(sim: &SimHandle) -> EngineConfig {
+    let mut c = EngineConfig {
+        ws_url: sim.ws_url(),
+        gamma_url: sim.http_url(),
+        clob_url: sim.http_url(),
+        workers: 2,
+        pin_workers: false,
+        // Two cores run the sim and the engine: never spin.
+        idle: IdleMode::Park,
+        data_silence: Duration::from_secs(2),
+        snapshot_timeout: Duration::from_secs(3),
+        asset_silence: Duration::from_secs(3),
+        ..EngineConfig::default()
+    };
+    c.pool.target_per_connection = 200;
+    c
+}
+
+/// Polls `f` until it returns `Some` or `deadline` passes.
+fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn levels(v: &BookView) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let t = |l: &polypy::orderbook::Level| (l.price.to_text(), l.size.to_text());
+    (
+        v.bids.iter().map(t).collect(),
+        v.asks.iter().map(t).collect(),
+    )
+}
+
+/// Assets whose engine book differs from the truth (or is untrusted), with the first reason.
+fn differences(engine: &EngineHandle, sim: &SimHandle) -> Vec<String> {
+    let mut bad = Vec::new();
+    for truth in sim.truth_all().expect("truth") {
+        let view = match engine.book(&truth.asset_id, 1000, DEADLINE) {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                bad.push(format!("{}: no book", truth.asset_id));
+                continue;
+            }
+            Err(e) => {
+                bad.push(format!("{}: {e}", truth.asset_id));
+                continue;
+            }
+        };
+        let want = (
+            truth
+                .bids
+                .iter()
+                .map(|l| (l.price.clone(), l.size.clone()))
+                .collect::<Vec<_>>(),
+            truth
+                .asks
+                .iter()
+                .map(|l| (l.price.clone(), l.size.clone()))
+                .collect::<Vec<_>>(),
+        );
+        if !view.trusted {
+            bad.push(format!("{}: untrusted ({:?})", truth.asset_id, view.reason));
+        } else if levels(&view) != want {
+            bad.push(format!("{}: levels differ", truth.asset_id));
+        } else if view.hash != truth.hash && view.timestamp.to_string() == truth.timestamp {
+            bad.push(format!(
+                "{}: hash {} != {}",
+                truth.asset_id, view.hash, truth.hash
+            ));
+        }
+    }
+    bad
+}
+
+fn stat(v: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_u64().unwrap_or(0)
+}
+
+#[test]
+fn books_equal_truth_after_faults_at_5k_msgs_per_second() {
+    let sim = Sim::start(SimConfig {
+        markets: 1_000,
+        rate_per_sec: 5_000,
+        seed: 42,
+        expiring_share: 0.0,
+        new_market_every: None,
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let engine =
+        Engine::start_with_handlers(engine_config(&sim), noop_factory(), true).expect("engine");
+
+    // Start-up: 2,000 assets on 10 connections, every book trusted.
+    wait_for("2,000 trusted books", Duration::from_secs(60), || {
+        (engine.trusted_books() == 2_000).then_some(())
+    });
+    let open: Vec<u32> = sim
+        .sent_counters()
+        .expect("counters")
+        .iter()
+        .filter(|c| c.open)
+        .map(|c| c.conn)
+        .collect();
+    assert!(open.len() >= 10, "connections: {}", open.len());
+
+    // Ten seconds of flow with faults.
+    let faults = sim.faults();
+    faults
+        .split_writes(ConnTarget::All, Some(64))
+        .expect("split");
+    let stalled_conn = open[1];
+    faults
+        .stall_connection(ConnTarget::Conn(stalled_conn), true)
+        .expect("stall");
+    let stalled_asset = sim.assets().expect("assets")[7].clone();
+    faults
+        .stall_asset(&stalled_asset, true)
+        .expect("stall asset");
+    let before = sim.stats().expect("sim stats");
+    let start = Instant::now();
+    let mut next_drop = start + Duration::from_secs(2);
+    let mut malformed = 0usize;
+    let mut drops = 0usize;
+    while start.elapsed() < Duration::from_secs(10) {
+        // ~1 % of messages: one malformed message per connection every 200 ms.
+        malformed += faults.malformed_frame(ConnTarget::All).expect("malformed");
+        if Instant::now() >= next_drop {
+            let live: Vec<u32> = sim
+                .sent_counters()
+                .expect("counters")
+                .iter()
+                .filter(|c| c.open && c.conn != stalled_conn)
+                .map(|c| c.conn)
+                .collect();
+            drops += faults
+                .drop_connection(ConnTarget::Conn(live[drops % live.len()]))
+                .expect("drop");
+            next_drop += Duration::from_secs(2);
+        }
+        if start.elapsed() > Duration::from_secs(6) {
+            faults
+                .stall_asset(&stalled_asset, false)
+                .expect("unstall asset");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = sim.stats().expect("sim stats");
+    faults.clear().expect("clear");
+    let sent = after.generated_messages - before.generated_messages;
+    assert!(sent >= 45_000, "flow too slow: {sent} messages in 10 s");
+    assert!(
+        malformed >= 100 && drops >= 4,
+        "malformed={malformed} drops={drops}"
+    );
+
+    // Quiesce: pause the flow, then every book must equal the truth and be trusted.
+    sim.pause().expect("pause");
+    let mut last = Vec::new();
+    let settled = wait_for("books equal to the truth", Duration::from_secs(60), || {
+        last = differences(&engine, &sim);
+        last.is_empty().then_some(())
+    });
+    let _ = settled;
+    assert!(last.is_empty(), "{last:?}");
+
+    // The faults were seen, counted and healed.
+    let stats = engine.stats(DEADLINE).expect("stats");
+    eprintln!(
+        "integrity: {}\nrouter: {}",
+        stats["integrity"], stats["router"]
+    );
+    let integrity = &stats["integrity"];
+    assert!(stat(integrity, &["decode_failures"]) > 0, "{integrity}");
+    assert!(
+        stat(integrity, &["resyncs", "decode_failure"]) > 0,
+        "{integrity}"
+    );
+    assert!(
+        stat(integrity, &["resyncs", "reconnect"]) > 0,
+        "{integrity}"
+    );
+    assert!(
+        stat(integrity, &["data_silence_reconnects"]) >= 1,
+        "{integrity}"
+    );
+    assert!(
+        stat(integrity, &["resyncs", "asset_silent"])
+            + stat(integrity, &["resyncs", "no_snapshot"])
+            >= 1,
+        "the stalled asset was not resynced: {integrity}"
+    );
+    assert_eq!(stat(integrity, &["hash_mismatched"]), 0, "{integrity}");
+
+    // Counters add up: every record routed reached a worker; every dropped record was
+    // resynced.
+    let router = engine.router_stats();
+    let processed: u64 = engine
+        .worker_stats()
+        .iter()
+        .map(|w| w.messages_processed)
+        .sum();
+    assert_eq!(
+        processed,
+        router.messages_routed + router.data_loss_markers + router.control_items,
+        "{router:?}"
+    );
+    if router.messages_dropped > 0 {
+        assert!(router.resync_assets > 0, "{router:?}");
+    }
+    engine.stop();
+    sim.stop();
+}
