@@ -80,6 +80,10 @@ pub struct EngineConfig {
     pub custom_features: bool,
     /// Gamma scan interval.
     pub discovery_interval: Duration,
+    /// How often subscribed assets past their end time are expired and unsubscribed.
+    pub expiry_interval: Duration,
+    /// How long expired assets (and their books) are kept before removal.
+    pub cleanup_grace: Duration,
     /// Markets to follow (empty: all).
     pub allow: AllowList,
     /// Record every received frame to this file.
@@ -109,6 +113,8 @@ impl Default for EngineConfig {
             asset_silence: Duration::from_secs(600),
             custom_features: false,
             discovery_interval: Duration::from_secs(60),
+            expiry_interval: Duration::from_secs(30),
+            cleanup_grace: Duration::from_secs(3600),
             allow: AllowList::default(),
             record: None,
             ring_capacity: 1 << 16,

@@ -57,6 +57,36 @@ fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> EngineError {
     move |source| EngineError::Os { what, source }
 }
 
+/// What an embedding application plugs into the engine.
+#[derive(Clone)]
+pub struct EngineHooks {
+    /// Makes each book worker's [`Handler`](crate::worker::Handler).
+    pub handlers: HandlerFactory,
+    /// Called on the event loop when markets appear or expire.
+    pub lifecycle: Option<crate::event_loop::LifecycleHook>,
+    /// Run Gamma discovery (false: the caller adds assets itself).
+    pub discover: bool,
+}
+
+impl Default for EngineHooks {
+    fn default() -> EngineHooks {
+        EngineHooks {
+            handlers: noop_factory(),
+            lifecycle: None,
+            discover: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHooks")
+            .field("lifecycle", &self.lifecycle.is_some())
+            .field("discover", &self.discover)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Entry point for embedding: `Engine::start(config)`.
 #[derive(Debug)]
 pub struct Engine;
@@ -80,6 +110,27 @@ impl Engine {
         factory: HandlerFactory,
         discover: bool,
     ) -> Result<EngineHandle, EngineError> {
+        Engine::start_with(
+            config,
+            EngineHooks {
+                handlers: factory,
+                lifecycle: None,
+                discover,
+            },
+        )
+    }
+
+    /// Starts the engine with every hook: per-worker book handlers, the lifecycle callback
+    /// (`on_new_market` / `on_market_expired`), and whether discovery runs.
+    ///
+    /// # Errors
+    /// [`EngineError`] naming the step that failed; everything started before it is stopped.
+    pub fn start_with(
+        config: EngineConfig,
+        hooks: EngineHooks,
+    ) -> Result<EngineHandle, EngineError> {
+        let factory = hooks.handlers.clone();
+        let discover = hooks.discover;
         config.validate()?;
         let started = Instant::now();
         log::info!(
@@ -135,9 +186,11 @@ impl Engine {
             Some(path) => Some(start_recorder(path).map_err(os("opening the recording file"))?),
             None => None,
         };
-        let mut connection = ConnectionConfig::default();
-        connection.ping_interval = config.ping_interval;
-        connection.silence_timeout = config.silence_timeout;
+        let mut connection = ConnectionConfig {
+            ping_interval: config.ping_interval,
+            silence_timeout: config.silence_timeout,
+            ..ConnectionConfig::default()
+        };
         if endpoint.scheme() == crate::connection::Scheme::Wss {
             connection.tls =
                 Some(
@@ -159,6 +212,10 @@ impl Engine {
                 _ => Duration::from_millis(1),
             },
             workers: config.workers,
+            expiry_interval: config.expiry_interval,
+            cleanup_grace: config.cleanup_grace,
+            lifecycle_hook: hooks.lifecycle.clone(),
+            allow: config.allow.clone(),
         };
         let ev = EventLoop::new(
             poll,
@@ -432,6 +489,16 @@ impl EngineHandle {
             i.insert("trusted_books".into(), sum(|w| w.trusted_books).into());
             i.insert("books".into(), sum(|w| w.orderbook_count).into());
         }
+        let mut lifecycle = self.discovery_stats().map_or(
+            serde_json::json!({"is_running": false, "enabled": false}),
+            |d| d.to_json(),
+        );
+        if let (Some(l), Ok(serde_json::Value::Object(counts))) = (
+            lifecycle.as_object_mut(),
+            serde_json::to_value(snap.lifecycle),
+        ) {
+            l.extend(counts);
+        }
         Some(serde_json::json!({
             "running": self.shared.running.load(Ordering::Acquire),
             "uptime_seconds": self.uptime().as_secs_f64(),
@@ -443,9 +510,7 @@ impl EngineHandle {
                 "is_healthy": self.workers_healthy(),
                 "worker_stats": workers,
             },
-            "lifecycle": self
-                .discovery_stats()
-                .map_or(serde_json::json!({"is_running": false, "enabled": false}), |d| d.to_json()),
+            "lifecycle": lifecycle,
             "recycler": snap.recycler,
             "integrity": integrity,
         }))

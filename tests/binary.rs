@@ -3,6 +3,8 @@
 //! truth, `/health` 503 after a worker fails, SIGTERM under load → exit 0 within 5 s, and
 //! start-up failures → non-zero exit with a one-line reason.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

@@ -3,6 +3,8 @@
 //! asset stall, malformed frames, tiny writes), then the sim pauses and every book must equal
 //! the sim's truth, trusted, with the counters adding up.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::time::{Duration, Instant};
 
 use polypy::config::{EngineConfig, IdleMode};
@@ -42,7 +44,9 @@ fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>)
     }
 }
 
-fn levels(v: &BookView) -> (Vec<(String, String)>, Vec<(String, String)>) {
+type Side = Vec<(String, String)>;
+
+fn levels(v: &BookView) -> (Side, Side) {
     let t = |l: &polypy::orderbook::Level| (l.price.to_text(), l.size.to_text());
     (
         v.bids.iter().map(t).collect(),
@@ -179,11 +183,10 @@ fn books_equal_truth_after_faults_at_5k_msgs_per_second() {
     // Quiesce: pause the flow, then every book must equal the truth and be trusted.
     sim.pause().expect("pause");
     let mut last = Vec::new();
-    let settled = wait_for("books equal to the truth", Duration::from_secs(60), || {
+    wait_for("books equal to the truth", Duration::from_secs(60), || {
         last = differences(&engine, &sim);
         last.is_empty().then_some(())
     });
-    let _ = settled;
     assert!(last.is_empty(), "{last:?}");
 
     // The faults were seen, counted and healed.

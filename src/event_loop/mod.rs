@@ -23,5 +23,8 @@ mod run;
 pub mod snapshot;
 
 pub use commands::Command;
-pub use run::{EventLoop, LoopConfig, LoopShared, ResyncCause, WAKER};
+pub use run::{
+    EventLoop, LifecycleCounts, LifecycleEvent, LifecycleHook, LoopConfig, LoopShared, ResyncCause,
+    WAKER,
+};
 pub use snapshot::{LoopSnapshot, MarketView};

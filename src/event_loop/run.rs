@@ -87,7 +87,7 @@ pub struct LoopShared {
 }
 
 /// Event-loop settings (a part of `EngineConfig`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LoopConfig {
     /// Per-connection settings.
     pub connection: ConnectionConfig,
@@ -101,10 +101,55 @@ pub struct LoopConfig {
     pub asset_silence: Duration,
     /// Ask for the custom-feature messages.
     pub custom_features: bool,
+    /// Markets to follow (empty: all); `new_market` messages outside it are ignored.
+    pub allow: crate::config::AllowList,
     /// Poll timeout when idle.
     pub idle_poll: Duration,
     /// Workers (for routing).
     pub workers: usize,
+    /// How often subscribed assets past their end time are expired.
+    pub expiry_interval: Duration,
+    /// How long an expired asset (and its book) is kept before it is removed.
+    pub cleanup_grace: Duration,
+    /// Called on the event loop when markets appear or expire (cold path).
+    pub lifecycle_hook: Option<LifecycleHook>,
+}
+
+/// A market appeared or expired (the seeds' `on_new_market` / `on_market_expired`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleEvent {
+    /// New assets were registered (from Gamma, `--asset`, or a `new_market` message).
+    NewMarket {
+        /// Condition id.
+        condition: String,
+        /// Its token ids that are new.
+        tokens: Vec<String>,
+    },
+    /// Assets expired (end time passed, closed on Gamma, or `market_resolved`).
+    MarketExpired {
+        /// Condition id.
+        condition: String,
+        /// Its token ids that expired.
+        tokens: Vec<String>,
+    },
+}
+
+/// Receives [`LifecycleEvent`]s on the event-loop thread; must return quickly.
+pub type LifecycleHook = Arc<dyn Fn(&LifecycleEvent) + Send + Sync>;
+
+/// Lifecycle counters kept by the event loop.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct LifecycleCounts {
+    /// Assets expired since start.
+    pub expired: u64,
+    /// Expired assets removed after the grace period.
+    pub removed: u64,
+    /// `new_market` messages seen.
+    pub new_market_notices: u64,
+    /// `market_resolved` messages seen.
+    pub resolved_notices: u64,
+    /// Expiry checks run.
+    pub expiry_checks: u64,
 }
 
 struct ConnSlot {
@@ -129,6 +174,18 @@ pub struct EventLoop {
     core: Core,
     shared: Arc<LoopShared>,
     recorder: Option<Sender<(u64, u32, String)>>,
+}
+
+impl std::fmt::Debug for LoopConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopConfig")
+            .field("connection", &self.connection)
+            .field("snapshot_timeout", &self.snapshot_timeout)
+            .field("expiry_interval", &self.expiry_interval)
+            .field("cleanup_grace", &self.cleanup_grace)
+            .field("lifecycle_hook", &self.lifecycle_hook.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -158,6 +215,9 @@ struct Core {
     resync_counts: BTreeMap<&'static str, u64>,
     lost: Vec<AssetId>,
     notices: Vec<Notice>,
+    /// Expired assets in expiry order, with the Unix ms they expired at (for cleanup).
+    expired_queue: std::collections::VecDeque<(u64, AssetId)>,
+    lifecycle: LifecycleCounts,
 }
 
 impl EventLoop {
@@ -192,13 +252,15 @@ impl EventLoop {
             resync_counts: BTreeMap::new(),
             lost: Vec::new(),
             notices: Vec::new(),
+            expired_queue: std::collections::VecDeque::new(),
+            lifecycle: LifecycleCounts::default(),
         };
         Ok(EventLoop {
             poll,
             commands,
             resyncs_in,
             endpoint,
-            scheduler: ReconnectScheduler::new(config.reconnect.clone(), fastrand::u64(..)),
+            scheduler: ReconnectScheduler::new(config.reconnect, fastrand::u64(..)),
             config,
             planner,
             conns: BTreeMap::new(),
@@ -213,6 +275,7 @@ impl EventLoop {
         self.shared.running.store(true, Ordering::Release);
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now();
+        let mut next_expiry = Instant::now() + self.config.expiry_interval;
         loop {
             let now = Instant::now();
             let timeout = next_tick
@@ -240,9 +303,16 @@ impl EventLoop {
                 break;
             }
             self.drain_resync_requests();
+            if !self.core.notices.is_empty() {
+                self.on_notices();
+            }
             if now >= next_tick {
                 self.tick(now);
                 next_tick = now + Duration::from_millis(100);
+            }
+            if now >= next_expiry {
+                self.lifecycle_tick(wall_ms());
+                next_expiry = now + self.config.expiry_interval;
             }
         }
         for (_, slot) in self.conns.iter_mut() {
@@ -420,7 +490,9 @@ impl EventLoop {
 
     fn add_assets(&mut self, infos: Vec<AssetInfo>) {
         let mut added = 0usize;
+        let mut new_by_condition: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for info in infos {
+            let (token, condition) = (info.token.clone(), info.condition.clone());
             let meta = BookMeta {
                 asset_id: info.token.as_str().into(),
                 market: info.condition.as_str().into(),
@@ -437,6 +509,14 @@ impl EventLoop {
             let worker = self.core.router.add_book(id, meta);
             self.core.workers_of[idx] = worker as u16;
             added += usize::from(new);
+            if new {
+                new_by_condition.entry(condition).or_default().push(token);
+            }
+        }
+        if let Some(hook) = &self.config.lifecycle_hook {
+            for (condition, tokens) in new_by_condition {
+                hook(&LifecycleEvent::NewMarket { condition, tokens });
+            }
         }
         if added > 0 {
             log::info!(
@@ -448,6 +528,7 @@ impl EventLoop {
 
     fn expire(&mut self, ids: &[AssetId], now_ms: u64) {
         let mut by_conn: BTreeMap<ConnId, Vec<AssetId>> = BTreeMap::new();
+        let mut by_condition: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for id in ids {
             let Some(entry) = self.core.registry.get(*id) else {
                 continue;
@@ -458,9 +539,27 @@ impl EventLoop {
             if let Some(c) = entry.connection {
                 by_conn.entry(c).or_default().push(*id);
             }
+            by_condition
+                .entry(entry.info.condition.clone())
+                .or_default()
+                .push(entry.info.token.clone());
             self.core.registry.mark_expired(*id, now_ms);
             self.core.awaiting.remove(id);
             self.core.wanted.remove(id);
+            self.core.expired_queue.push_back((now_ms, *id));
+            self.core.lifecycle.expired += 1;
+        }
+        if !by_condition.is_empty() {
+            log::info!(
+                "Markets expired: markets={} assets={}",
+                by_condition.len(),
+                by_condition.values().map(Vec::len).sum::<usize>()
+            );
+        }
+        if let Some(hook) = &self.config.lifecycle_hook {
+            for (condition, tokens) in by_condition {
+                hook(&LifecycleEvent::MarketExpired { condition, tokens });
+            }
         }
         for (conn, assets) in by_conn {
             let Some(slot) = self.conns.get_mut(&conn) else {
@@ -481,6 +580,115 @@ impl EventLoop {
                 );
             }
         }
+    }
+
+    /// Every `expiry_interval`: subscribed or pending assets past their end time expire
+    /// (unsubscribed); expired assets older than the grace period are removed with their
+    /// books.
+    fn lifecycle_tick(&mut self, now_ms: u64) {
+        self.core.lifecycle.expiry_checks += 1;
+        let due: Vec<AssetId> = self
+            .core
+            .registry
+            .expiring_before(now_ms)
+            .filter(|id| {
+                self.core
+                    .registry
+                    .get(*id)
+                    .is_some_and(|e| e.status != AssetStatus::Expired)
+            })
+            .collect();
+        if !due.is_empty() {
+            self.expire(&due, now_ms);
+        }
+        let grace = self.config.cleanup_grace.as_millis() as u64;
+        let mut removed = 0usize;
+        while let Some(&(at, id)) = self.core.expired_queue.front() {
+            if at.saturating_add(grace) > now_ms {
+                break;
+            }
+            self.core.expired_queue.pop_front();
+            // Still expired (not re-added since)?
+            if self
+                .core
+                .registry
+                .get(id)
+                .is_none_or(|e| e.status != AssetStatus::Expired)
+            {
+                continue;
+            }
+            self.core.registry.remove(id);
+            let _ = self.core.router.remove_book(id);
+            self.core.last_resync.remove(&id);
+            self.core.lifecycle.removed += 1;
+            removed += 1;
+        }
+        if removed > 0 {
+            log::info!("Expired assets removed: count={removed}");
+        }
+    }
+
+    /// `new_market` registers the market's tokens at once (Gamma later fills in the end
+    /// time); `market_resolved` expires them.
+    fn on_notices(&mut self) {
+        let notices = std::mem::take(&mut self.core.notices);
+        for n in notices {
+            match n {
+                Notice::NewMarket {
+                    market,
+                    question,
+                    assets_ids,
+                    outcomes,
+                    tick_size,
+                    ..
+                } => {
+                    self.core.lifecycle.new_market_notices += 1;
+                    let infos: Vec<AssetInfo> = assets_ids
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, t)| self.core.registry.resolve(t).is_none())
+                        .filter(|_| self.allowed(&market))
+                        .map(|(i, t)| AssetInfo {
+                            token: t.clone(),
+                            condition: market.clone(),
+                            outcome: outcomes.get(i).cloned().unwrap_or_default(),
+                            question: question.clone(),
+                            end_ms: None,
+                            tick_size,
+                            min_order_size: crate::market::Size::ZERO,
+                            neg_risk: false,
+                        })
+                        .collect();
+                    if !infos.is_empty() {
+                        log::info!(
+                            "new_market received: market={market} assets={}",
+                            infos.len()
+                        );
+                        self.add_assets(infos);
+                        self.planner.force();
+                    }
+                }
+                Notice::MarketResolved {
+                    market, assets_ids, ..
+                } => {
+                    self.core.lifecycle.resolved_notices += 1;
+                    let ids: Vec<AssetId> = assets_ids
+                        .iter()
+                        .filter_map(|t| self.core.registry.resolve(t))
+                        .collect();
+                    if !ids.is_empty() {
+                        log::info!("market_resolved received: market={market}");
+                        self.expire(&ids, wall_ms());
+                    }
+                }
+            }
+        }
+    }
+
+    /// With an allow-list, only listed markets are followed.
+    fn allowed(&self, condition: &str) -> bool {
+        let allow = &self.config.allow;
+        allow.is_empty() || allow.markets.iter().any(|m| m == condition)
     }
 
     fn drain_resync_requests(&mut self) {
@@ -789,6 +997,7 @@ impl EventLoop {
             },
             integrity,
             recycler: serde_json::json!({"is_running": false}),
+            lifecycle: self.core.lifecycle,
         }
     }
 

@@ -121,6 +121,8 @@ pub struct LoopSnapshot {
     pub integrity: IntegrityView,
     /// Recycler (seed `recycler`).
     pub recycler: serde_json::Value,
+    /// Expiry and cleanup counters.
+    pub lifecycle: super::LifecycleCounts,
 }
 
 /// One token of a market.

@@ -1,0 +1,236 @@
+//! Market lifecycle against the simulated exchange: Gamma discovery over keyset pages with
+//! error answers, markets that expire (EXPIRED → unsubscribed → removed), markets that appear
+//! (subscribed within one discovery interval, or at once from `new_market`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::unbounded;
+use polypy::config::{EngineConfig, IdleMode};
+use polypy::discovery::{GammaClient, RetryPolicy};
+use polypy::engine::{Engine, EngineHandle, EngineHooks};
+use polypy::event_loop::LifecycleEvent;
+use polypy::sim::{Sim, SimConfig, SimHandle};
+
+fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn config(sim: &SimHandle) -> EngineConfig {
+    EngineConfig {
+        ws_url: sim.ws_url(),
+        gamma_url: sim.http_url(),
+        clob_url: sim.http_url(),
+        pin_workers: false,
+        idle: IdleMode::Park,
+        ..EngineConfig::default()
+    }
+}
+
+fn lifecycle(engine: &EngineHandle) -> serde_json::Value {
+    engine.stats(Duration::from_secs(5)).expect("stats")["lifecycle"].clone()
+}
+
+fn subscribed_at_sim(sim: &SimHandle) -> usize {
+    sim.sent_counters()
+        .expect("counters")
+        .iter()
+        .filter(|c| c.open)
+        .map(|c| c.subscribed)
+        .sum()
+}
+
+#[test]
+fn gamma_keyset_pages_of_100_with_3000_markets_survive_429_and_500() {
+    let sim = Sim::start(SimConfig {
+        markets: 3_000,
+        rate_per_sec: 1,
+        new_market_every: None,
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let retry = RetryPolicy {
+        attempts: 8,
+        base: Duration::from_millis(50),
+        max: Duration::from_millis(400),
+    };
+    let mut client = GammaClient::new(&sim.http_url(), Duration::from_secs(5), retry.clone());
+    let scan = client.scan(&|| false).expect("scan");
+    assert_eq!(scan.markets.len(), 3_000);
+    // 30 full pages of 100, plus at most the empty page that ends the cursor chain.
+    assert!((30..=31).contains(&scan.pages), "{} pages", scan.pages);
+    assert!(!scan.used_offsets);
+
+    for status in [429, 500] {
+        sim.faults().set_gamma_error(Some(status));
+        let faults = sim.faults().clone();
+        let healer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            faults.set_gamma_error(None);
+        });
+        let mut client = GammaClient::new(&sim.http_url(), Duration::from_secs(5), retry.clone());
+        let scan = client.scan(&|| false).expect("scan survives");
+        healer.join().expect("healer");
+        assert_eq!(scan.markets.len(), 3_000, "status {status}");
+        assert!(client.retries > 0, "status {status}: no retry happened");
+    }
+    sim.stop();
+}
+
+#[test]
+fn expired_markets_are_unsubscribed_then_removed_and_new_ones_subscribed() {
+    // A fifth of the markets end within 4 s; a new market appears every second.
+    let sim = Sim::start(SimConfig {
+        markets: 50,
+        rate_per_sec: 500,
+        expiring_share: 0.2,
+        expiry_within: Duration::from_secs(4),
+        new_market_every: Some(Duration::from_secs(1)),
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let expiring = sim
+        .markets()
+        .expect("markets")
+        .iter()
+        .filter(|m| m.end_date_ms <= now_ms() + 4_000)
+        .count();
+    assert!(expiring >= 5, "{expiring}");
+
+    let (tx, events) = unbounded();
+    let mut cfg = config(&sim);
+    cfg.discovery_interval = Duration::from_secs(2);
+    cfg.expiry_interval = Duration::from_millis(500);
+    cfg.cleanup_grace = Duration::from_secs(1);
+    let engine = Engine::start_with(
+        cfg,
+        EngineHooks {
+            lifecycle: Some(Arc::new(move |e: &LifecycleEvent| {
+                let _ = tx.send(e.clone());
+            })),
+            ..EngineHooks::default()
+        },
+    )
+    .expect("engine");
+    wait_for("100 assets subscribed", Duration::from_secs(20), || {
+        (subscribed_at_sim(&sim) >= 100).then_some(())
+    });
+
+    // Expiry: EXPIRED, unsubscribed at the venue, then removed after the grace period.
+    let l = wait_for("expired markets removed", Duration::from_secs(30), || {
+        let l = lifecycle(&engine);
+        (l["removed"].as_u64() >= Some(2 * expiring as u64)).then_some(l)
+    });
+    assert!(l["expired"].as_u64() >= Some(2 * expiring as u64), "{l}");
+    let expired_events: Vec<LifecycleEvent> = events
+        .try_iter()
+        .filter(|e| matches!(e, LifecycleEvent::MarketExpired { .. }))
+        .collect();
+    assert!(expired_events.len() >= expiring, "{expired_events:?}");
+    // Unsubscribed at the venue: the sim's connections no longer carry them.
+    let active_at_sim = subscribed_at_sim(&sim);
+    let stats = engine.stats(Duration::from_secs(5)).expect("stats");
+    assert_eq!(
+        active_at_sim as u64,
+        stats["registry"]["subscribed"].as_u64().unwrap_or(0),
+        "sim subscriptions vs engine subscribed: {}",
+        stats["registry"]
+    );
+
+    // New markets: subscribed within one discovery interval.
+    let known = sim.markets().expect("markets").len();
+    let newest = wait_for("a new market at the sim", Duration::from_secs(10), || {
+        let m = sim.markets().expect("markets");
+        (m.len() > known).then(|| m.last().cloned()).flatten()
+    });
+    let appeared = Instant::now();
+    let token = newest.tokens[0].clone();
+    wait_for(
+        "the new market's book trusted",
+        Duration::from_secs(10),
+        || {
+            engine
+                .book(&token, 10, Duration::from_secs(2))
+                .ok()
+                .flatten()
+                .filter(|b| b.trusted)
+        },
+    );
+    assert!(appeared.elapsed() < Duration::from_secs(2) + Duration::from_secs(3));
+    engine.stop();
+    sim.stop();
+}
+
+#[test]
+fn new_market_messages_subscribe_at_once_with_custom_features() {
+    let sim = Sim::start(SimConfig {
+        markets: 10,
+        rate_per_sec: 200,
+        expiring_share: 0.0,
+        new_market_every: Some(Duration::from_millis(500)),
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let news = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&news);
+    let mut cfg = config(&sim);
+    cfg.custom_features = true;
+    // Gamma is only read at start: anything new must come from `new_market`.
+    cfg.discovery_interval = Duration::from_secs(3600);
+    let engine = Engine::start_with(
+        cfg,
+        EngineHooks {
+            lifecycle: Some(Arc::new(move |e: &LifecycleEvent| {
+                if matches!(e, LifecycleEvent::NewMarket { .. }) {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+            })),
+            ..EngineHooks::default()
+        },
+    )
+    .expect("engine");
+    wait_for("initial markets", Duration::from_secs(20), || {
+        (engine.trusted_books() >= 20).then_some(())
+    });
+    let start_news = news.load(Ordering::Relaxed);
+    let known = sim.markets().expect("markets").len();
+    let newest = wait_for("a new market at the sim", Duration::from_secs(10), || {
+        let m = sim.markets().expect("markets");
+        (m.len() > known).then(|| m.last().cloned()).flatten()
+    });
+    let token = newest.tokens[1].clone();
+    wait_for(
+        "the new market's book trusted",
+        Duration::from_secs(5),
+        || {
+            engine
+                .book(&token, 10, Duration::from_secs(2))
+                .ok()
+                .flatten()
+                .filter(|b| b.trusted)
+        },
+    );
+    assert!(news.load(Ordering::Relaxed) > start_news);
+    let l = lifecycle(&engine);
+    assert!(l["new_market_notices"].as_u64() > Some(0), "{l}");
+    assert_eq!(l["scans"].as_u64(), Some(1), "only the first scan ran: {l}");
+    engine.stop();
+    sim.stop();
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
