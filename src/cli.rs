@@ -104,6 +104,52 @@ pub struct Cli {
     /// Do not pin book workers to cores.
     #[arg(long, env = "POLYPY_NO_PIN")]
     pub no_pin: bool,
+    /// Ask the venue for `best_bid_ask`, `new_market` and `market_resolved` messages; new
+    /// markets are then subscribed at once instead of at the next discovery scan.
+    #[arg(long, env = "POLYPY_CUSTOM_FEATURES")]
+    pub custom_features: bool,
+    /// Seconds without any data message (only PONGs) on a connection with assets before it
+    /// is reconnected: the venue's "silent freeze".
+    #[arg(
+        long,
+        env = "POLYPY_DATA_SILENCE",
+        default_value_t = 120,
+        value_name = "SECS"
+    )]
+    pub data_silence: u64,
+    /// Seconds a subscribed asset may wait for its first snapshot before it is resynced.
+    #[arg(
+        long,
+        env = "POLYPY_SNAPSHOT_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
+    pub snapshot_timeout: u64,
+    /// Seconds an asset may stay silent while its connection delivers before it is resynced
+    /// (0 disables).
+    #[arg(
+        long,
+        env = "POLYPY_ASSET_SILENCE",
+        default_value_t = 600,
+        value_name = "SECS"
+    )]
+    pub asset_silence: u64,
+    /// Seconds between expiry checks (assets past their end time are unsubscribed).
+    #[arg(
+        long,
+        env = "POLYPY_EXPIRY_INTERVAL",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    pub expiry_interval: u64,
+    /// Seconds an expired asset and its book are kept before removal.
+    #[arg(
+        long,
+        env = "POLYPY_CLEANUP_GRACE",
+        default_value_t = 3600,
+        value_name = "SECS"
+    )]
+    pub cleanup_grace: u64,
     /// Run against the built-in simulated exchange on loopback (no network needed).
     #[arg(long, env = "POLYPY_SIMULATE")]
     pub simulate: bool,
@@ -146,6 +192,12 @@ impl Cli {
                 markets: self.markets.clone(),
             },
             record: self.record.clone(),
+            custom_features: self.custom_features,
+            data_silence: Duration::from_secs(self.data_silence),
+            snapshot_timeout: Duration::from_secs(self.snapshot_timeout.max(1)),
+            asset_silence: Duration::from_secs(self.asset_silence),
+            expiry_interval: Duration::from_secs(self.expiry_interval.max(1)),
+            cleanup_grace: Duration::from_secs(self.cleanup_grace),
             ..EngineConfig::default()
         };
         c.pool.target_per_connection = self.assets_per_connection;
