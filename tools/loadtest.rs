@@ -258,6 +258,17 @@ fn http_agent() -> ureq::Agent {
         .into()
 }
 
+/// An agent that keeps no idle connection: a new TCP connection per request.
+fn http_fresh_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .build()
+        .into()
+}
+
 /// `(status, body)` of a GET.
 fn get(agent: &ureq::Agent, url: &str) -> anyhow::Result<(u16, String)> {
     let mut r = agent
@@ -740,6 +751,14 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
         &format!("{base}/stats"),
         (args.http_requests / 10).max(1),
     )?;
+    // The same on a fresh connection per request (tells Nagle / delayed-ACK stalls on a
+    // reused connection apart from the engine's own work).
+    let fresh = http_fresh_agent();
+    let stats_fresh = time_gets(
+        &fresh,
+        &format!("{base}/stats"),
+        (args.http_requests / 10).max(1),
+    )?;
     let rss_end = rss_mb(pid);
 
     // 7. Stop: engine first (SIGTERM), then the sim.
@@ -843,7 +862,11 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
         "latency_window": lat_window,
         "latency_cumulative": lat_cumulative,
         "flow": flow,
-        "http": {"health": health.to_json(), "stats": stats.to_json()},
+        "http": {
+            "health": health.to_json(),
+            "stats": stats.to_json(),
+            "stats_fresh_connection": stats_fresh.to_json(),
+        },
         "shutdown": {
             "engine": engine_exit,
             "sim_status": sim_status.map(|s| s.to_string()),
@@ -937,10 +960,14 @@ fn print_text(r: &Value) {
             nonzero.join(", ")
         }
     );
-    for name in ["health", "stats"] {
+    for (name, label) in [
+        ("health", "/health (keep-alive)"),
+        ("stats", "/stats (keep-alive)"),
+        ("stats_fresh_connection", "/stats (new conn each)"),
+    ] {
         let h = &r["http"][name];
         println!(
-            "GET /{name:<7} {} requests: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} non-200, {} B)",
+            "GET {label:<23} {} requests: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} non-200, {} B)",
             h["requests"],
             f(h, "/p50_ms"),
             f(h, "/p99_ms"),
