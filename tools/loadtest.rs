@@ -69,6 +69,9 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    json_out: Option<PathBuf>,
     /// Target: seconds from engine start to all trusted.
     #[arg(long)]
     max_trust_secs: Option<f64>,
@@ -162,6 +165,10 @@ impl Drop for Guard {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (report, failed) = run(&args)?;
+    if let Some(p) = &args.json_out {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -661,6 +668,8 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
     let mut all_subscribed_s = None;
     let mut all_trusted_s = None;
     let mut last = Value::Null;
+    let mut timeline = Vec::new();
+    let mut next_sample = 0.0;
     let trust_deadline = engine_start + Duration::from_secs(args.trust_timeout_secs);
     while Instant::now() < trust_deadline {
         engine_died(&mut engine)?;
@@ -669,6 +678,17 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
             first_answer_s.get_or_insert(t);
             let subscribed = u(&s, "/registry/subscribed") as usize;
             let trusted = u(&s, "/integrity/trusted_books") as usize;
+            if t >= next_sample {
+                next_sample = t.floor() + 1.0;
+                timeline.push(json!({
+                    "t_s": (t * 100.0).round() / 100.0,
+                    "known_assets": u(&s, "/registry/total_markets"),
+                    "subscribed": subscribed,
+                    "connections": u(&s, "/pool/connection_count"),
+                    "connected": u(&s, "/pool/active_connections"),
+                    "trusted": trusted,
+                }));
+            }
             if subscribed >= assets && all_subscribed_s.is_none() {
                 all_subscribed_s = Some(t);
             }
@@ -678,7 +698,7 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
                 break;
             }
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(Duration::from_millis(100));
     }
     let at_trusted = last.clone();
     let stuck = all_trusted_s.is_none().then(|| stuck_fields(&last));
@@ -857,6 +877,7 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
             "connections": connections,
             "active_connections": active_connections,
             "stuck": stuck,
+            "timeline": timeline,
         },
         "rss": {"at_all_trusted": rss(rss_trusted), "at_end": rss(rss_end)},
         "latency_window": lat_window,
@@ -906,6 +927,25 @@ fn print_text(r: &Value) {
         s["connections"],
         s["active_connections"]
     );
+    if let Some(tl) = s["timeline"].as_array() {
+        let pts: Vec<String> = tl
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:.1}s {}/{}/{}/{}",
+                    f(p, "/t_s"),
+                    p["known_assets"],
+                    p["subscribed"],
+                    p["connected"],
+                    p["trusted"]
+                )
+            })
+            .collect();
+        println!(
+            "             timeline (known/subscribed/connected conns/trusted): {}",
+            pts.join(", ")
+        );
+    }
     if !s["stuck"].is_null() {
         println!("NOT ALL TRUSTED: {}", s["stuck"]);
     }
