@@ -352,6 +352,20 @@ fn cpu_secs(pid: u32, tck: f64) -> Option<f64> {
     Some((ut + st) / tck)
 }
 
+/// Busy CPU seconds of the whole machine (all cores), from `/proc/stat`.
+fn machine_busy_secs(tck: f64) -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total: f64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).unwrap_or(&0.0);
+    Some((total - idle) / tck)
+}
+
 fn clk_tck() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -713,12 +727,14 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
     let s0 = get_json(&agent, &format!("{base}/stats"))?;
     let w0 = Instant::now();
     let (cpu_e0, cpu_s0) = (cpu_secs(pid, tck), cpu_secs(sim.pid(), tck));
+    let (cpu_m0, cpu_l0) = (machine_busy_secs(tck), cpu_secs(std::process::id(), tck));
     thread::sleep(Duration::from_secs(args.secs));
     engine_died(&mut engine)?;
     let m1 = get(&agent, &format!("{base}/metrics"))?.1;
     let s1 = get_json(&agent, &format!("{base}/stats"))?;
     let window = w0.elapsed().as_secs_f64();
     let (cpu_e1, cpu_s1) = (cpu_secs(pid, tck), cpu_secs(sim.pid(), tck));
+    let (cpu_m1, cpu_l1) = (machine_busy_secs(tck), cpu_secs(std::process::id(), tck));
     let cpu_share = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => (b - a) / window * 100.0,
         _ => f64::NAN,
@@ -759,6 +775,13 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
         "sim_rate_per_s": args.rate,
         "engine_cpu_pct": cpu_share(cpu_e0, cpu_e1),
         "sim_cpu_pct": cpu_share(cpu_s0, cpu_s1),
+        "loadtest_cpu_pct": cpu_share(cpu_l0, cpu_l1),
+        "machine_busy_cpu_pct": cpu_share(cpu_m0, cpu_m1),
+        "other_processes_cpu_pct": cpu_share(cpu_m0, cpu_m1)
+            - cpu_share(cpu_e0, cpu_e1)
+            - cpu_share(cpu_s0, cpu_s1)
+            - cpu_share(cpu_l0, cpu_l1),
+        "cores": thread::available_parallelism().map_or(0, usize::from),
         "trusted_books_end": u(&s1, "/integrity/trusted_books"),
         "awaiting_snapshot_end": u(&s1, "/integrity/awaiting_snapshot"),
         "counters": counter_deltas(&counters(&s0), &counters(&s1)),
@@ -957,13 +980,15 @@ fn print_text(r: &Value) {
         f(r, "/rss/at_end/vm_hwm_mb")
     );
     println!(
-        "flow         {:.0} msgs/s decoded ({:.0} frames/s, {:.0} routed/s) over {:.1} s; CPU engine {:.0}%, sim {:.0}%",
+        "flow         {:.0} msgs/s decoded ({:.0} frames/s, {:.0} routed/s) over {:.1} s; CPU (100% = 1 core of {}) engine {:.0}%, sim {:.0}%, other processes {:.0}%",
         f(r, "/flow/messages_per_s"),
         f(r, "/flow/frames_per_s"),
         f(r, "/flow/routed_per_s"),
         f(r, "/flow/window_s"),
+        r["flow"]["cores"],
         f(r, "/flow/engine_cpu_pct"),
-        f(r, "/flow/sim_cpu_pct")
+        f(r, "/flow/sim_cpu_pct"),
+        f(r, "/flow/other_processes_cpu_pct")
     );
     println!(
         "wire→book    window: p50 {:.1} µs, p99 {:.1} µs, p999 {:.1} µs ({} samples; ≤10 µs {:.1}%, ≤50 µs {:.1}%, ≤100 µs {:.1}%)",
