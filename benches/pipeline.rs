@@ -9,7 +9,8 @@
 //!
 //! Groups:
 //! - `check_mode`: one thread applies pre-decoded records to 1,000 books with each
-//!   `CheckMode` (the hash-check cost that chose `worker::DEFAULT_CHECK_MODE`).
+//!   `CheckMode` (`Off`, `Sampled(64/16/4)`, `Settled`, `EveryEntry`): the hash-check cost
+//!   behind `worker::DEFAULT_CHECK_MODE` and `config::EngineConfig::check`.
 //! - `pipeline`: this thread is the event loop (decode, route, flush every 16 frames, pinned to
 //!   core 0), 1 or 2 workers pinned by `spread_placements`. Time runs from the first delta
 //!   frame to the moment the workers have applied the last one; worker start-up and the
@@ -292,6 +293,7 @@ fn bench_check_modes(c: &mut Criterion, fx: &Fixture) {
         ("sampled_16", sampled(16)),
         ("sampled_4", sampled(4)),
         ("settled", CheckMode::Settled),
+        ("every_entry", CheckMode::EveryEntry),
     ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| (0..iters).map(|_| apply_stream(fx, mode)).sum());
@@ -512,9 +514,21 @@ fn bench_pipeline(c: &mut Criterion, fx: &mut Fixture) {
             IdleStrategy::default(),
         ),
         (
+            "workers_2_check_sampled_4",
+            2,
+            sampled(4),
+            IdleStrategy::default(),
+        ),
+        (
             "workers_2_check_settled",
             2,
             CheckMode::Settled,
+            IdleStrategy::default(),
+        ),
+        (
+            "workers_2_check_every_entry",
+            2,
+            CheckMode::EveryEntry,
             IdleStrategy::default(),
         ),
     ];
