@@ -44,6 +44,17 @@ fn full_run() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// The machine's cores, read once before this thread pins itself.
+///
+/// `core_count()` is `available_parallelism`, which on Linux counts the calling thread's
+/// affinity mask: once `bench_pipeline` pins this thread to core 0 it returns 1, so
+/// `spread_placements` would leave every worker unpinned, inheriting core 0, and the whole
+/// pipeline would share one core with the event loop.
+fn machine_cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(core_count)
+}
+
 struct Fixture {
     metas: Vec<BookMeta>,
     interner: AssetInterner,
@@ -383,7 +394,7 @@ fn start_pipeline(
             idle,
             ..WorkerConfig::default()
         },
-        placements: spread_placements(workers, core_count()),
+        placements: spread_placements(workers, machine_cores()),
         batch_capacity: 1024,
     };
     let (router, handles) =
@@ -494,10 +505,16 @@ fn paced_latency(fx: &mut Fixture, workers: usize, frames_per_s: u64, frames: us
 }
 
 fn bench_pipeline(c: &mut Criterion, fx: &mut Fixture) {
-    if core_count() > 1 {
+    if machine_cores() > 1 {
         // The event loop's core; `spread_placements` puts worker 0 on core 1.
         let _ = pin_current_thread(CorePlacement::Core(0));
     }
+    eprintln!(
+        "pipeline: {} cores, event loop on core 0, workers at {:?} (1 worker) / {:?} (2 workers)",
+        machine_cores(),
+        spread_placements(1, machine_cores()),
+        spread_placements(2, machine_cores()),
+    );
     let mut g = c.benchmark_group("pipeline");
     g.sampling_mode(SamplingMode::Flat).sample_size(10);
     g.warm_up_time(Duration::from_secs(1))
@@ -564,6 +581,8 @@ fn bench_pipeline(c: &mut Criterion, fx: &mut Fixture) {
 }
 
 fn benches(c: &mut Criterion) {
+    // Before anything pins this thread (see `machine_cores`).
+    let _ = machine_cores();
     let frames = if full_run() { 100_000 } else { 2_000 };
     let mut fx = build(frames, 0x5eed);
     bench_check_modes(c, &fx);
