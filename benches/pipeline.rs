@@ -9,7 +9,8 @@
 //!
 //! Groups:
 //! - `check_mode`: one thread applies pre-decoded records to 1,000 books with each
-//!   `CheckMode` (the hash-check cost that chose `worker::DEFAULT_CHECK_MODE`).
+//!   `CheckMode` (`Off`, `Sampled(64/16/4)`, `Settled`, `EveryEntry`): the hash-check cost
+//!   behind `worker::DEFAULT_CHECK_MODE` and `config::EngineConfig::check`.
 //! - `pipeline`: this thread is the event loop (decode, route, flush every 16 frames, pinned to
 //!   core 0), 1 or 2 workers pinned by `spread_placements`. Time runs from the first delta
 //!   frame to the moment the workers have applied the last one; worker start-up and the
@@ -41,6 +42,17 @@ const FLUSH_EVERY: usize = 16;
 
 fn full_run() -> bool {
     std::env::args().any(|a| a == "--bench")
+}
+
+/// The machine's cores, read once before this thread pins itself.
+///
+/// `core_count()` is `available_parallelism`, which on Linux counts the calling thread's
+/// affinity mask: once `bench_pipeline` pins this thread to core 0 it returns 1, so
+/// `spread_placements` would leave every worker unpinned, inheriting core 0, and the whole
+/// pipeline would share one core with the event loop.
+fn machine_cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(core_count)
 }
 
 struct Fixture {
@@ -292,6 +304,7 @@ fn bench_check_modes(c: &mut Criterion, fx: &Fixture) {
         ("sampled_16", sampled(16)),
         ("sampled_4", sampled(4)),
         ("settled", CheckMode::Settled),
+        ("every_entry", CheckMode::EveryEntry),
     ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| (0..iters).map(|_| apply_stream(fx, mode)).sum());
@@ -381,7 +394,7 @@ fn start_pipeline(
             idle,
             ..WorkerConfig::default()
         },
-        placements: spread_placements(workers, core_count()),
+        placements: spread_placements(workers, machine_cores()),
         batch_capacity: 1024,
     };
     let (router, handles) =
@@ -492,10 +505,16 @@ fn paced_latency(fx: &mut Fixture, workers: usize, frames_per_s: u64, frames: us
 }
 
 fn bench_pipeline(c: &mut Criterion, fx: &mut Fixture) {
-    if core_count() > 1 {
+    if machine_cores() > 1 {
         // The event loop's core; `spread_placements` puts worker 0 on core 1.
         let _ = pin_current_thread(CorePlacement::Core(0));
     }
+    eprintln!(
+        "pipeline: {} cores, event loop on core 0, workers at {:?} (1 worker) / {:?} (2 workers)",
+        machine_cores(),
+        spread_placements(1, machine_cores()),
+        spread_placements(2, machine_cores()),
+    );
     let mut g = c.benchmark_group("pipeline");
     g.sampling_mode(SamplingMode::Flat).sample_size(10);
     g.warm_up_time(Duration::from_secs(1))
@@ -512,9 +531,21 @@ fn bench_pipeline(c: &mut Criterion, fx: &mut Fixture) {
             IdleStrategy::default(),
         ),
         (
+            "workers_2_check_sampled_4",
+            2,
+            sampled(4),
+            IdleStrategy::default(),
+        ),
+        (
             "workers_2_check_settled",
             2,
             CheckMode::Settled,
+            IdleStrategy::default(),
+        ),
+        (
+            "workers_2_check_every_entry",
+            2,
+            CheckMode::EveryEntry,
             IdleStrategy::default(),
         ),
     ];
@@ -550,6 +581,8 @@ fn bench_pipeline(c: &mut Criterion, fx: &mut Fixture) {
 }
 
 fn benches(c: &mut Criterion) {
+    // Before anything pins this thread (see `machine_cores`).
+    let _ = machine_cores();
     let frames = if full_run() { 100_000 } else { 2_000 };
     let mut fx = build(frames, 0x5eed);
     bench_check_modes(c, &fx);
