@@ -96,7 +96,7 @@ pub struct Cli {
     #[arg(long, env = "POLYPY_HASH_CHECK", value_enum, default_value_t = HashCheckArg::Sampled)]
     pub hash_check: HashCheckArg,
     /// With `--hash-check sampled`: verify one settled group in N.
-    #[arg(long, env = "POLYPY_HASH_SAMPLE", default_value_t = 4)]
+    #[arg(long, env = "POLYPY_HASH_SAMPLE", default_value_t = 16)]
     pub hash_sample: u32,
     /// How hot threads wait when idle.
     #[arg(long, env = "POLYPY_IDLE", value_enum, default_value_t = IdleArg::Adaptive)]

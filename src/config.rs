@@ -84,6 +84,8 @@ pub struct EngineConfig {
     pub expiry_interval: Duration,
     /// How long expired assets (and their books) are kept before removal.
     pub cleanup_grace: Duration,
+    /// Connection recycling (pollution, age, forced, repack).
+    pub recycler: crate::recycler::RecyclerConfig,
     /// Markets to follow (empty: all).
     pub allow: AllowList,
     /// Record every received frame to this file.
@@ -102,10 +104,12 @@ impl Default for EngineConfig {
             pin_workers: true,
             idle: IdleMode::Adaptive,
             pool: PoolConfig::default(),
-            // Chosen from benches/BENCHMARKS.md: a settled-group check costs one SHA1 per
-            // group (~1 µs for a 30-level book); sampling 1 in 4 keeps every book verified
-            // several times a second at a quarter of the cost. See docs/configuration.md.
-            check: CheckMode::Sampled(NonZeroU32::MIN.saturating_add(3)),
+            // Chosen from the measurement in benches/BENCHMARKS.md (check-mode table): a
+            // hash costs ~8 µs here (software SHA1 + summary text), so Sampled(4) caps a
+            // worker at ~0.5 M updates/s; Sampled(16) adds ~0.5 µs per update and still
+            // hashes each book about once per 16 of its own updates, while best bid/ask and
+            // crossing are checked at every settled group.
+            check: CheckMode::Sampled(NonZeroU32::MIN.saturating_add(15)),
             ping_interval: Duration::from_secs(10),
             silence_timeout: Duration::from_secs(30),
             data_silence: Duration::from_secs(120),
@@ -115,6 +119,7 @@ impl Default for EngineConfig {
             discovery_interval: Duration::from_secs(60),
             expiry_interval: Duration::from_secs(30),
             cleanup_grace: Duration::from_secs(3600),
+            recycler: crate::recycler::RecyclerConfig::default(),
             allow: AllowList::default(),
             record: None,
             ring_capacity: 1 << 16,

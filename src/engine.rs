@@ -215,6 +215,7 @@ impl Engine {
             expiry_interval: config.expiry_interval,
             cleanup_grace: config.cleanup_grace,
             lifecycle_hook: hooks.lifecycle.clone(),
+            recycler: config.recycler.clone(),
             allow: config.allow.clone(),
         };
         let ev = EventLoop::new(
@@ -349,6 +350,12 @@ impl EngineHandle {
     /// Stops following tokens (unsubscribes them).
     pub fn expire(&self, tokens: Vec<String>) -> bool {
         self.send(Command::ExpireTokens(tokens))
+    }
+
+    /// Replaces a connection make-before-break (seed `force_recycle`); `conn` is the number
+    /// in `/stats` `pool.stats[].connection_id` (`conn-N`).
+    pub fn force_recycle(&self, conn: u32) -> bool {
+        self.send(Command::ForceRecycle(conn))
     }
 
     /// Asks the event loop for its statistics.

@@ -41,6 +41,7 @@ pub mod orderbook;
 pub mod pinning;
 pub mod pool;
 pub mod recording;
+pub mod recycler;
 pub mod registry;
 pub mod sim;
 pub mod venue;

@@ -8,9 +8,13 @@
 use std::time::{Duration, Instant};
 
 use polypy::config::{EngineConfig, IdleMode};
-use polypy::engine::{Engine, EngineHandle};
+use polypy::engine::Engine;
 use polypy::sim::{ConnTarget, Sim, SimConfig, SimHandle};
-use polypy::worker::{BookView, noop_factory};
+use polypy::worker::noop_factory;
+
+#[path = "support/truth.rs"]
+mod truth;
+use truth::{differences, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
@@ -30,69 +34,6 @@ fn engine_config(sim: &SimHandle) -> EngineConfig {
     };
     c.pool.target_per_connection = 200;
     c
-}
-
-/// Polls `f` until it returns `Some` or `deadline` passes.
-fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-type Side = Vec<(String, String)>;
-
-fn levels(v: &BookView) -> (Side, Side) {
-    let t = |l: &polypy::orderbook::Level| (l.price.to_text(), l.size.to_text());
-    (
-        v.bids.iter().map(t).collect(),
-        v.asks.iter().map(t).collect(),
-    )
-}
-
-/// Assets whose engine book differs from the truth (or is untrusted), with the first reason.
-fn differences(engine: &EngineHandle, sim: &SimHandle) -> Vec<String> {
-    let mut bad = Vec::new();
-    for truth in sim.truth_all().expect("truth") {
-        let view = match engine.book(&truth.asset_id, 1000, DEADLINE) {
-            Ok(Some(v)) => v,
-            Ok(None) => {
-                bad.push(format!("{}: no book", truth.asset_id));
-                continue;
-            }
-            Err(e) => {
-                bad.push(format!("{}: {e}", truth.asset_id));
-                continue;
-            }
-        };
-        let want = (
-            truth
-                .bids
-                .iter()
-                .map(|l| (l.price.clone(), l.size.clone()))
-                .collect::<Vec<_>>(),
-            truth
-                .asks
-                .iter()
-                .map(|l| (l.price.clone(), l.size.clone()))
-                .collect::<Vec<_>>(),
-        );
-        if !view.trusted {
-            bad.push(format!("{}: untrusted ({:?})", truth.asset_id, view.reason));
-        } else if levels(&view) != want {
-            bad.push(format!("{}: levels differ", truth.asset_id));
-        } else if view.hash != truth.hash && view.timestamp.to_string() == truth.timestamp {
-            bad.push(format!(
-                "{}: hash {} != {}",
-                truth.asset_id, view.hash, truth.hash
-            ));
-        }
-    }
-    bad
 }
 
 fn stat(v: &serde_json::Value, path: &[&str]) -> u64 {

@@ -20,6 +20,9 @@ use crate::handoff::{Router, RouterStats};
 use crate::market::{AssetId, Event};
 use crate::orderbook::BookMeta;
 use crate::pool::{PoolAction, PoolPlanner};
+use crate::recycler::{
+    Candidate, ConnHealth, Move, RecycleEvent, RecycleReason, Recycler, RecyclerConfig,
+};
 use crate::registry::{AssetInfo, AssetStatus, ConnId, Registry};
 use crate::venue::subscribe::{self, Operation};
 use crate::venue::{DecodeOutput, Decoder, Notice};
@@ -48,6 +51,8 @@ pub enum ResyncCause {
     NoSnapshot,
     /// No data for the asset for a long time while its connection delivered.
     AssetSilent,
+    /// A recycle could not move it by snapshot (deadline passed or replacement lost).
+    Recycle,
     /// Asked for by an operator or another component.
     Requested,
 }
@@ -62,6 +67,7 @@ impl ResyncCause {
             ResyncCause::Book(r) => r.as_str(),
             ResyncCause::NoSnapshot => "no_snapshot",
             ResyncCause::AssetSilent => "asset_silent",
+            ResyncCause::Recycle => "recycle",
             ResyncCause::Requested => "requested",
         }
     }
@@ -113,6 +119,8 @@ pub struct LoopConfig {
     pub cleanup_grace: Duration,
     /// Called on the event loop when markets appear or expire (cold path).
     pub lifecycle_hook: Option<LifecycleHook>,
+    /// Connection recycling policy.
+    pub recycler: RecyclerConfig,
 }
 
 /// A market appeared or expired (the seeds' `on_new_market` / `on_market_expired`).
@@ -218,6 +226,9 @@ struct Core {
     /// Expired assets in expiry order, with the Unix ms they expired at (for cleanup).
     expired_queue: std::collections::VecDeque<(u64, AssetId)>,
     lifecycle: LifecycleCounts,
+    /// Recycles in progress; consulted on the hot path only for a snapshot that arrives on
+    /// a connection that does not own its asset.
+    recycler: Recycler,
 }
 
 impl EventLoop {
@@ -254,6 +265,7 @@ impl EventLoop {
             notices: Vec::new(),
             expired_queue: std::collections::VecDeque::new(),
             lifecycle: LifecycleCounts::default(),
+            recycler: Recycler::new(config.recycler.clone()),
         };
         Ok(EventLoop {
             poll,
@@ -400,13 +412,24 @@ impl EventLoop {
                 return;
             }
         }
+        // A replacement's assets are still owned by the old connection: the recycler's
+        // deadline, not the snapshot watchdog, covers them.
         for a in &slot.assets {
-            self.core.awaiting.insert(*a, now);
+            if self.core.registry.owner(*a) == Some(conn_id) {
+                self.core.awaiting.insert(*a, now);
+            }
         }
     }
 
     /// A connection died: its assets' books may have missed data.
     fn on_lost(&mut self, conn_id: ConnId, now: Instant, why: &str) {
+        if self.core.recycler.is_replacement(conn_id) {
+            log::warn!("Replacement connection lost: conn={conn_id} reason={why}");
+            if let Some(ev) = self.core.recycler.on_new_lost(conn_id) {
+                self.on_recycle_event(ev, now);
+            }
+            return;
+        }
         let Some(slot) = self.conns.get_mut(&conn_id) else {
             return;
         };
@@ -414,9 +437,13 @@ impl EventLoop {
             "Connection lost: conn={conn_id} assets={} reason={why}",
             slot.assets.len()
         );
-        // Books of a connection that never opened (a failed reconnect) are already marked.
+        // Books of a connection that never opened (a failed reconnect) are already marked;
+        // assets that moved away (recycling) are not this connection's concern.
         let was_open = std::mem::replace(&mut slot.open, false);
         for a in &slot.assets {
+            if self.core.registry.owner(*a) != Some(conn_id) {
+                continue;
+            }
             if was_open {
                 self.core.mark_lost(*a);
                 *self
@@ -427,6 +454,10 @@ impl EventLoop {
             }
             self.core.awaiting.remove(a);
             self.core.wanted.remove(a);
+        }
+        if self.core.recycler.is_recycling(conn_id) {
+            // Being replaced: the replacement's snapshots restore these books; no reconnect.
+            return;
         }
         self.scheduler.request(conn_id, now);
     }
@@ -469,7 +500,8 @@ impl EventLoop {
             }
             Command::ForceSubscribe => self.planner.force(),
             Command::ForceRecycle(conn) => {
-                log::info!("Recycle requested: conn={conn} (recycling not available yet)");
+                log::info!("Recycle requested: conn={conn}");
+                self.core.recycler.force(conn);
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot(Instant::now()));
@@ -548,6 +580,7 @@ impl EventLoop {
             self.core.wanted.remove(id);
             self.core.expired_queue.push_back((now_ms, *id));
             self.core.lifecycle.expired += 1;
+            self.core.recycler.forget_asset(*id);
         }
         if !by_condition.is_empty() {
             log::info!(
@@ -721,6 +754,7 @@ impl EventLoop {
             }
         }
         self.plan_subscriptions(now);
+        self.recycle(now);
         self.watchdogs(now);
         self.send_resyncs(now);
         self.publish(now);
@@ -782,6 +816,202 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Recycling (seed component 9): pick connections to replace, open their replacements,
+    /// and finish recycles whose assets all moved (see `recycler`).
+    fn recycle(&mut self, now: Instant) {
+        if self
+            .core
+            .recycler
+            .next_deadline(now)
+            .is_some_and(|d| d <= now)
+        {
+            let health: Vec<ConnHealth> = self
+                .conns
+                .iter()
+                .filter(|(id, _)| !self.core.recycler.is_replacement(**id))
+                .map(|(id, slot)| {
+                    let counts = self.core.registry.connection_stats(*id);
+                    ConnHealth {
+                        conn: *id,
+                        age: now.duration_since(slot.created),
+                        pollution_ratio: counts.pollution_ratio,
+                        active_assets: counts.active,
+                        silent: false,
+                        stalled_assets: 0,
+                        open: slot.conn.status() == Status::Connected,
+                    }
+                })
+                .collect();
+            for cand in self.core.recycler.candidates(now, &health) {
+                match cand {
+                    Candidate::Close { conn } => {
+                        log::info!("Closing connection with only expired assets: conn={conn}");
+                        self.close_connection(conn);
+                    }
+                    Candidate::Recycle { conn, reason } => {
+                        self.begin_recycle(vec![conn], reason, now)
+                    }
+                }
+            }
+            let target = self.planner.config().target_per_connection;
+            if let Some(olds) = self.core.recycler.repack_candidates(&health, target) {
+                self.begin_recycle(olds, RecycleReason::Repack, now);
+            }
+        }
+        for ev in self.core.recycler.tick(now) {
+            self.on_recycle_event(ev, now);
+        }
+    }
+
+    /// Opens a replacement for `olds` subscribing all their active assets; ownership moves
+    /// asset by asset as the replacement's snapshots arrive.
+    fn begin_recycle(&mut self, olds: Vec<ConnId>, reason: RecycleReason, now: Instant) {
+        let mut plan: Vec<(ConnId, Vec<AssetId>)> = Vec::new();
+        for old in &olds {
+            let assets: Vec<AssetId> = self
+                .core
+                .registry
+                .by_connection(*old)
+                .filter(|a| {
+                    self.core.registry.owner(*a) == Some(*old)
+                        && self
+                            .core
+                            .registry
+                            .get(*a)
+                            .is_some_and(|e| e.status == AssetStatus::Subscribed)
+                })
+                .collect();
+            plan.push((*old, assets));
+        }
+        let all: Vec<AssetId> = plan.iter().flat_map(|(_, a)| a.iter().copied()).collect();
+        let new = self.planner.reserve_connection(true);
+        match self.core.recycler.begin(plan, new, reason, now) {
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("Recycle not started: olds={olds:?} error={e}");
+                self.planner.remove_connection(new);
+                return;
+            }
+        }
+        for old in &olds {
+            self.planner.set_draining(*old, true);
+            if let Some(slot) = self.conns.get_mut(old) {
+                slot.conn.drain();
+            }
+        }
+        log::info!(
+            "Recycle started: olds={olds:?} new={new} assets={} reason={}",
+            all.len(),
+            reason.as_str()
+        );
+        self.planner.set_assigned(new, all.len());
+        let mut connection = Connection::new(
+            new,
+            Arc::clone(&self.endpoint),
+            self.config.connection.clone(),
+        );
+        if let Err(e) = connection.connect(self.poll.registry(), token_of(new), now) {
+            log::warn!("Replacement connect failed to start: conn={new} error={e}");
+        }
+        self.conns.insert(
+            new,
+            ConnSlot {
+                conn: connection,
+                assets: all,
+                created: now,
+                open: false,
+            },
+        );
+    }
+
+    fn on_recycle_event(&mut self, ev: RecycleEvent, now: Instant) {
+        match ev {
+            RecycleEvent::Completed {
+                olds,
+                new,
+                migrated,
+                duration,
+                ..
+            } => {
+                log::info!(
+                    "Recycle completed: olds={olds:?} new={new} migrated={migrated} ms={}",
+                    duration.as_millis()
+                );
+                self.finish_recycle(&olds, new);
+            }
+            RecycleEvent::TimedOut {
+                olds,
+                new,
+                migrated,
+                stragglers,
+                ..
+            } => {
+                log::warn!(
+                    "Recycle timed out: olds={olds:?} new={new} migrated={migrated} stragglers={}",
+                    stragglers.len()
+                );
+                for a in stragglers {
+                    self.core.registry.mark_subscribed(a, new);
+                    self.core.mark_lost(a);
+                    self.core.want(a, ResyncCause::Recycle);
+                }
+                self.finish_recycle(&olds, new);
+            }
+            RecycleEvent::Failed {
+                olds,
+                new,
+                reason,
+                returned,
+                ..
+            } => {
+                log::warn!(
+                    "Recycle failed: olds={olds:?} new={new} reason={reason:?} returned={}",
+                    returned.len()
+                );
+                self.close_connection(new);
+                for Move { asset, from, .. } in returned {
+                    self.core.registry.mark_subscribed(asset, from);
+                    self.core.mark_lost(asset);
+                    self.core.want(asset, ResyncCause::Recycle);
+                }
+                for old in olds {
+                    self.planner.set_draining(old, false);
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    /// Every asset is on `new`: close the old connections.
+    fn finish_recycle(&mut self, olds: &[ConnId], new: ConnId) {
+        for old in olds {
+            self.close_connection(*old);
+        }
+        self.planner.set_draining(new, false);
+        let active = self.core.registry.connection_stats(new).active;
+        self.planner.set_assigned(new, active);
+    }
+
+    /// Closes a connection for good; assets still listed on it (expired ones) are detached.
+    fn close_connection(&mut self, conn: ConnId) {
+        if let Some(mut slot) = self.conns.remove(&conn) {
+            slot.conn.close(self.poll.registry());
+        }
+        let left: Vec<AssetId> = self.core.registry.by_connection(conn).collect();
+        for a in left {
+            if self.core.registry.owner(a) == Some(conn) {
+                // Still owned here (a failed replacement never owned anything; an old
+                // connection only keeps expired assets): detach and resync on the next plan.
+                self.core.registry.reassign_connection(a, None);
+                self.core.mark_lost(a);
+            } else {
+                self.core.registry.reassign_connection(a, None);
+            }
+        }
+        self.scheduler.remove(conn);
+        self.planner.remove_connection(conn);
     }
 
     fn watchdogs(&mut self, now: Instant) {
@@ -996,7 +1226,13 @@ impl EventLoop {
                     .collect(),
             },
             integrity,
-            recycler: serde_json::json!({"is_running": false}),
+            recycler: {
+                let mut v = serde_json::to_value(self.core.recycler.stats()).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("is_running".into(), true.into());
+                }
+                v
+            },
             lifecycle: self.core.lifecycle,
         }
     }
@@ -1052,7 +1288,7 @@ impl Core {
         self.stats.unknown_assets += u64::from(fs.unresolved);
         for i in 0..self.out.records.len() {
             let rec = self.out.records[i];
-            if self.registry.owner(rec.asset) != Some(conn) {
+            if self.registry.owner(rec.asset) != Some(conn) && !self.try_move(conn, &rec) {
                 self.stats.foreign_entries += 1;
                 continue;
             }
@@ -1098,6 +1334,22 @@ impl Core {
             }
         }
         self.out.failures = failures;
+    }
+
+    /// A record from a connection that does not own its asset: when it is the snapshot a
+    /// recycle waits for, the asset moves to this connection now (make-before-break).
+    #[cold]
+    fn try_move(&mut self, conn: ConnId, rec: &crate::market::Record) -> bool {
+        if !matches!(rec.event, Event::BookBegin { .. }) || !self.recycler.is_replacement(conn) {
+            return false;
+        }
+        match self.recycler.on_snapshot(conn, rec.asset, Instant::now()) {
+            Some(m) => {
+                self.registry.mark_subscribed(m.asset, m.to);
+                true
+            }
+            None => false,
+        }
     }
 
     fn mark_lost(&mut self, asset: AssetId) {

@@ -72,16 +72,39 @@ impl std::fmt::Debug for HttpServer {
     }
 }
 
+/// A listening socket with `TCP_NODELAY`, which accepted sockets inherit (Linux): tiny_http
+/// writes a response through a 1 KiB buffer, so a larger body leaves in several writes, and
+/// with Nagle on, the last one waits for the client's delayed ACK (~40 ms per request on a
+/// kept-alive connection; measured by `polypy-loadtest`, docs/loadtest.md).
+fn listener(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs as _;
+    let sa = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&sa.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 impl HttpServer {
     /// Binds `addr` and serves on a new thread.
     ///
     /// # Errors
     /// [`HttpError::Bind`] when the address cannot be bound.
     pub fn start<S: ApiSource>(addr: &str, source: Arc<S>) -> Result<HttpServer, HttpError> {
-        let server = Server::http(addr).map_err(|e| HttpError::Bind {
+        let bind_err = |message: String| HttpError::Bind {
             addr: addr.to_string(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let listener = listener(addr).map_err(|e| bind_err(e.to_string()))?;
+        let server = Server::from_listener(listener, None).map_err(|e| bind_err(e.to_string()))?;
         let local = server
             .server_addr()
             .to_ip()
