@@ -1191,7 +1191,11 @@ mod tests {
     #[test]
     fn deadline_times_out_with_the_stragglers() {
         let t0 = Instant::now();
-        let mut r = Recycler::new(RecyclerConfig::default());
+        // Automatic triggers off: the only deadline is the migration's.
+        let mut r = Recycler::new(RecyclerConfig {
+            enabled: false,
+            ..RecyclerConfig::default()
+        });
         let id = r
             .begin(
                 vec![(0, assets(&[4, 1, 3, 2]))],
@@ -1337,10 +1341,12 @@ mod tests {
             },
             small(7, 0),
         ];
-        // Below half of 200: 10, 30, 60, 99; 10+30+60 fit, +99 would not.
-        assert_eq!(r.repack_candidates(&conns, 200), Some(vec![2, 3, 0]));
+        // Below half of 200: 10, 30, 60, 99, smallest first; together 199 fit in one.
+        assert_eq!(r.repack_candidates(&conns, 200), Some(vec![2, 3, 0, 4]));
+        // With a target of 100 only 10 and 30 are under half; they fold together.
+        assert_eq!(r.repack_candidates(&conns, 100), Some(vec![2, 3]));
         // One small connection alone is not worth a recycle.
-        assert_eq!(r.repack_candidates(&conns[..3], 200), None);
+        assert_eq!(r.repack_candidates(&conns[1..3], 200), None);
         // Two small ones that do not fit together either.
         assert_eq!(
             r.repack_candidates(&[small(0, 99), small(1, 99)], 150),
