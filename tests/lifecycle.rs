@@ -171,7 +171,10 @@ fn expired_markets_are_unsubscribed_then_removed_and_new_ones_subscribed() {
     // One discovery interval (2 s) + one pool batch (1 s) + the snapshot, with slack for a
     // loaded CI machine.
     let took = appeared.elapsed();
-    assert!(took < Duration::from_secs(6), "new market trusted after {took:?}");
+    assert!(
+        took < Duration::from_secs(6),
+        "new market trusted after {took:?}"
+    );
     engine.stop();
     sim.stop();
 }
