@@ -53,7 +53,8 @@ pub struct Cli {
     #[arg(long, env = "POLYPY_CLOB_URL", default_value = crate::config::DEFAULT_CLOB_URL)]
     pub clob_url: String,
     /// Book worker threads (each owns a shard of the books; pinned to a core when possible).
-    #[arg(long, env = "POLYPY_WORKERS", default_value_t = 2)]
+    /// Default: one per core except the event loop's (cores − 1, at least 1).
+    #[arg(long, env = "POLYPY_WORKERS", default_value_t = crate::pinning::default_workers())]
     pub workers: usize,
     /// Assets per WebSocket connection (the venue stops sending beyond ~500).
     #[arg(long, env = "POLYPY_ASSETS_PER_CONNECTION", default_value_t = 200)]

@@ -100,7 +100,7 @@ impl Default for EngineConfig {
             ws_url: DEFAULT_WS_URL.into(),
             gamma_url: DEFAULT_GAMMA_URL.into(),
             clob_url: DEFAULT_CLOB_URL.into(),
-            workers: 2,
+            workers: crate::pinning::default_workers(),
             pin_workers: true,
             idle: IdleMode::Adaptive,
             pool: PoolConfig::default(),

@@ -71,6 +71,14 @@ pub fn core_count() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
+/// Default number of book workers: one per core except the one the event loop keeps
+/// (`cores − 1`, at least 1). On the 2-core reference machine a second worker sharing the
+/// event loop's core doubled wire → book latency (docs/loadtest.md, 2026-12-03: p50 16.9 →
+/// 8.1 µs, p99 93 → 49 µs at 20k msgs/s), while the pipeline is decode-bound either way.
+pub fn default_workers() -> usize {
+    core_count().saturating_sub(1).max(1)
+}
+
 /// Placements for `workers` worker threads on a machine with `cores` cores: worker `i` goes
 /// to core `(i + 1) % cores`, leaving core 0 to the event loop until the workers outnumber
 /// the other cores (then they wrap around and share). One core: everything unpinned.

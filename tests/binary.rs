@@ -36,7 +36,7 @@ impl Engine {
         let mut child = Command::new(BIN)
             .args(args)
             .args(["--http-host", "127.0.0.1", "--http-port", &port.to_string()])
-            .args(["--idle", "park", "--no-pin"])
+            .args(["--idle", "park", "--no-pin", "--workers", "2"])
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
