@@ -11,7 +11,12 @@
 //!
 //! [`Recycler::candidates`] looks at every connection's [`ConnHealth`] at most once per
 //! `check_interval` (seed `HEALTH_CHECK_INTERVAL`, 60 s) and proposes, most urgent first:
-//! - [`RecycleReason::Unhealthy`]: the connection is silent or some of its assets stalled;
+//! - [`RecycleReason::Unhealthy`]: the connection is silent or some of its assets stalled.
+//!   The event loop reports a connection silent once it has delivered nothing for half the
+//!   data-silence watchdog (so the make-before-break replacement comes before the watchdog's
+//!   reconnect, which would be a gap) and passes `stalled_assets: 0`: a stalled asset is
+//!   resubscribed on its own (`event_loop` watchdogs), since an asset the venue never serves
+//!   would otherwise get its connection recycled again and again;
 //! - [`RecycleReason::Pollution`]: `pollution_ratio ≥ 0.30` (expired / total) and the
 //!   connection is at least 5 minutes old (seed `POLLUTION_THRESHOLD`, minimum age);
 //! - [`RecycleReason::Age`]: the connection is at least 24 h old (seed `AGE_THRESHOLD`).

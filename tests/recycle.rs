@@ -155,3 +155,65 @@ fn pollution_from_expired_markets_triggers_recycling() {
     engine.stop();
     sim.stop();
 }
+
+#[test]
+fn silent_connection_is_recycled_before_the_watchdog_drops_it() {
+    let sim = Sim::start(SimConfig {
+        markets: 200,
+        rate_per_sec: 2_000,
+        expiring_share: 0.0,
+        new_market_every: None,
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let mut cfg = config(&sim);
+    // Silent for 3 s (half the watchdog) → unhealthy; the hard reconnect would come at 6 s.
+    cfg.data_silence = Duration::from_secs(6);
+    cfg.recycler.check_interval = Duration::from_millis(250);
+    let untrusted = Arc::new(AtomicU64::new(0));
+    let engine = Engine::start_with(
+        cfg,
+        EngineHooks {
+            handlers: watch(&untrusted),
+            ..EngineHooks::default()
+        },
+    )
+    .expect("engine");
+    wait_for("400 trusted books", Duration::from_secs(30), || {
+        (engine.trusted_books() == 400).then_some(())
+    });
+    let before = untrusted.load(Ordering::Relaxed);
+    let victim = sim
+        .sent_counters()
+        .expect("counters")
+        .iter()
+        .find(|c| c.open)
+        .map(|c| c.conn)
+        .expect("an open sim connection");
+    sim.faults()
+        .stall_connection(polypy::sim::ConnTarget::Conn(victim), true)
+        .expect("stall");
+    let r = wait_for("an unhealthy recycle", Duration::from_secs(20), || {
+        let r = recycler(&engine);
+        (r["by_reason"]["unhealthy"].as_u64() >= Some(1)
+            && r["recycles_completed"].as_u64() >= Some(1)
+            && r["active_recycles"].as_array().is_some_and(Vec::is_empty))
+        .then_some(r)
+    });
+    assert_eq!(r["data_gaps"], 0, "{r}");
+    assert_eq!(r["recycles_failed"], 0, "{r}");
+    let integrity = &engine.stats(Duration::from_secs(5)).expect("stats")["integrity"];
+    assert_eq!(
+        integrity["data_silence_reconnects"], 0,
+        "the watchdog dropped the silent connection before the recycler replaced it: {integrity}"
+    );
+    assert_eq!(
+        untrusted.load(Ordering::Relaxed),
+        before,
+        "a book lost trust while the silent connection was replaced"
+    );
+    sim.pause().expect("pause");
+    assert_books_equal_truth(&engine, &sim, Duration::from_secs(30));
+    engine.stop();
+    sim.stop();
+}

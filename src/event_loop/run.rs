@@ -827,20 +827,34 @@ impl EventLoop {
             .next_deadline(now)
             .is_some_and(|d| d <= now)
         {
+            // Unhealthy = silent for half the data-silence watchdog: the recycler replaces
+            // it make-before-break before the watchdog would drop it (a gap). Asset-level
+            // stalls are healed by resubscribing the asset (`watchdogs`), not by recycling:
+            // an asset the venue never serves would otherwise recycle its connection forever.
+            let silent_after = self.config.data_silence / 2;
             let health: Vec<ConnHealth> = self
                 .conns
                 .iter()
                 .filter(|(id, _)| !self.core.recycler.is_replacement(**id))
                 .map(|(id, slot)| {
                     let counts = self.core.registry.connection_stats(*id);
+                    let open = slot.conn.status() == Status::Connected;
+                    let st = slot.conn.stats();
+                    let silent = open
+                        && !silent_after.is_zero()
+                        && !slot.assets.is_empty()
+                        && st
+                            .last_message_at
+                            .or(st.connected_since)
+                            .is_some_and(|t| now.duration_since(t) >= silent_after);
                     ConnHealth {
                         conn: *id,
                         age: now.duration_since(slot.created),
                         pollution_ratio: counts.pollution_ratio,
                         active_assets: counts.active,
-                        silent: false,
+                        silent,
                         stalled_assets: 0,
-                        open: slot.conn.status() == Status::Connected,
+                        open,
                     }
                 })
                 .collect();
