@@ -11,6 +11,7 @@
 //! Pure and allocation-free on success once the scratch vectors are warm. Runs on the event
 //! loop thread (engine) or the replay loop (`polypy-replay`).
 
+use super::fast;
 use super::json::{Scalar, Scanner, SyntaxError};
 use crate::market::{
     AssetId, Bbo, BookHash, Event, FieldUpdate, NumberError, Price, QuotedPrice, Record, Side, Size,
@@ -196,6 +197,11 @@ impl Span {
             start: start as u32,
             len: part.len() as u32,
         }
+    }
+
+    #[inline]
+    fn body((start, len): fast::Body) -> Span {
+        Span { start, len }
     }
 
     fn get(self, text: &[u8]) -> &[u8] {
@@ -451,6 +457,14 @@ impl Decoder {
         let mut first = true;
         while s.next_element(first)? {
             first = false;
+            // Fast path: the venue's exact `{"price":"…","size":"…"}`; else generic.
+            if let Some(([p, sz], end)) =
+                fast::fixed_object(text, s.offset(), fast::LEVEL_OPEN, fast::LEVEL_SEPS)
+            {
+                self.levels.push((Span::body(p), Span::body(sz)));
+                s.set_offset(end);
+                continue;
+            }
             if s.peek() != Some(b'{') {
                 s.skip_value()?;
                 continue;
@@ -484,6 +498,22 @@ impl Decoder {
         let mut first = true;
         while s.next_element(first)? {
             first = false;
+            // Fast path: the venue's seven keys in their usual order; else generic.
+            if let Some(([asset_id, price, size, side, hash, best_bid, best_ask], end)) =
+                fast::fixed_object(text, s.offset(), fast::ENTRY_OPEN, fast::ENTRY_SEPS)
+            {
+                self.entries.push(EntrySpans {
+                    asset_id: Some(Span::body(asset_id)),
+                    price: Some(Span::body(price)),
+                    size: Some(Span::body(size)),
+                    side: Some(Span::body(side)),
+                    hash: Some(Span::body(hash)),
+                    best_bid: Some(Span::body(best_bid)),
+                    best_ask: Some(Span::body(best_ask)),
+                });
+                s.set_offset(end);
+                continue;
+            }
             if s.peek() != Some(b'{') {
                 s.skip_value()?;
                 continue;
@@ -562,7 +592,7 @@ impl Decoder {
         };
         let ev = kind.name();
         let timestamp = match m.timestamp {
-            Some(sp) => parse_u64(sp.get(text)).ok_or(DecodeError::Field {
+            Some(sp) => parse_u64(sp.get(text)).ok_or_else(|| DecodeError::Field {
                 event: ev,
                 field: "timestamp",
             })?,
@@ -778,7 +808,7 @@ impl Decoder {
         let side = e
             .side
             .and_then(|sp| Side::parse(sp.get(text)))
-            .ok_or(DecodeError::Field {
+            .ok_or_else(|| DecodeError::Field {
                 event: EV,
                 field: "side",
             })?;
@@ -869,7 +899,7 @@ fn required<'t>(
     field: &'static str,
 ) -> Result<&'t [u8], DecodeError> {
     span.map(|sp| sp.get(text))
-        .ok_or(DecodeError::Field { event, field })
+        .ok_or_else(|| DecodeError::Field { event, field })
 }
 
 fn opt_price(
