@@ -221,6 +221,22 @@ struct EntrySpans {
     best_ask: Option<Span>,
 }
 
+impl EntrySpans {
+    /// The spans of a `fast::entry` match.
+    #[inline]
+    fn from_fast([asset_id, price, size, side, hash, best_bid, best_ask]: [fast::Body; 7]) -> Self {
+        EntrySpans {
+            asset_id: Some(Span::body(asset_id)),
+            price: Some(Span::body(price)),
+            size: Some(Span::body(size)),
+            side: Some(Span::body(side)),
+            hash: Some(Span::body(hash)),
+            best_bid: Some(Span::body(best_bid)),
+            best_ask: Some(Span::body(best_ask)),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct ListRange {
     start: u32,
@@ -354,7 +370,19 @@ impl Decoder {
         self.levels.clear();
         self.entries.clear();
         self.strings.clear();
-        let m = self.scan_message(text, s)?;
+        let m = match self.scan_fixed(text, s.offset()) {
+            Some((m, end)) => {
+                s.set_offset(end);
+                m
+            }
+            None => {
+                // Not one of the venue's exact layouts: the generic scan, from the same
+                // offset and with empty scratch, is the reference.
+                self.levels.clear();
+                self.entries.clear();
+                self.scan_message(text, s)?
+            }
+        };
         let before = out.records.len();
         match self.emit(text, &m, received_ns, resolver, out, stats) {
             Ok(Emitted::Known) => stats.messages += 1,
@@ -386,6 +414,124 @@ impl Decoder {
         }
         stats.records += (out.records.len() - before) as u32;
         Ok(())
+    }
+
+    /// Fast path: a whole message in one of the venue's compact layouts (`sim::wire` writes
+    /// them; PROTOCOL.md §3.1–§3.2):
+    ///
+    /// * `price_change`: `market, price_changes[…], timestamp, event_type`;
+    /// * initial-dump `book`: `market, asset_id, timestamp, hash, bids, asks, tick_size,
+    ///   event_type, last_trade_price`;
+    /// * post-trade `book`: `market, asset_id, bids, asks, hash, timestamp, event_type`;
+    ///
+    /// every scalar a plain string, every list element in its `fast` layout, no whitespace.
+    /// Returns what [`Decoder::scan_message`] would for the same bytes, and the offset after
+    /// the object; `None` for anything else (the scratch lists may then hold partial
+    /// pushes: the caller clears them and runs the generic scan from the same offset).
+    #[inline]
+    fn scan_fixed(&mut self, b: &[u8], at: usize) -> Option<(MessageSpans, usize)> {
+        let mut i = at;
+        if !fast::eat(b, &mut i, b"{\"market\":\"") {
+            return None;
+        }
+        let mut m = MessageSpans {
+            market: Some(Span::body(fast::value(b, &mut i, b"\",\"")?)),
+            ..MessageSpans::default()
+        };
+        if fast::eat(b, &mut i, b"price_changes\":[") {
+            m.changes = Some(self.fast_entries(b, &mut i)?);
+            if !fast::eat(b, &mut i, b",\"timestamp\":\"") {
+                return None;
+            }
+            m.timestamp = Some(Span::body(fast::value(b, &mut i, b"\",\"event_type\":\"")?));
+            m.event_type = Some(Span::body(fast::value(b, &mut i, b"\"}")?));
+            return Some((m, i));
+        }
+        if !fast::eat(b, &mut i, b"asset_id\":\"") {
+            return None;
+        }
+        m.asset_id = Some(Span::body(fast::value(b, &mut i, b"\",\"")?));
+        if fast::eat(b, &mut i, b"timestamp\":\"") {
+            m.timestamp = Some(Span::body(fast::value(b, &mut i, b"\",\"hash\":\"")?));
+            m.hash = Some(Span::body(fast::value(b, &mut i, b"\",\"bids\":[")?));
+            m.bids = Some(self.fast_levels(b, &mut i)?);
+            if !fast::eat(b, &mut i, b",\"asks\":[") {
+                return None;
+            }
+            m.asks = Some(self.fast_levels(b, &mut i)?);
+            if !fast::eat(b, &mut i, b",\"tick_size\":\"") {
+                return None;
+            }
+            m.tick_size = Some(Span::body(fast::value(b, &mut i, b"\",\"event_type\":\"")?));
+            m.event_type = Some(Span::body(fast::value(
+                b,
+                &mut i,
+                b"\",\"last_trade_price\":\"",
+            )?));
+            m.last_trade_price = Some(Span::body(fast::value(b, &mut i, b"\"}")?));
+            return Some((m, i));
+        }
+        if !fast::eat(b, &mut i, b"bids\":[") {
+            return None;
+        }
+        m.bids = Some(self.fast_levels(b, &mut i)?);
+        if !fast::eat(b, &mut i, b",\"asks\":[") {
+            return None;
+        }
+        m.asks = Some(self.fast_levels(b, &mut i)?);
+        if !fast::eat(b, &mut i, b",\"hash\":\"") {
+            return None;
+        }
+        m.hash = Some(Span::body(fast::value(b, &mut i, b"\",\"timestamp\":\"")?));
+        m.timestamp = Some(Span::body(fast::value(b, &mut i, b"\",\"event_type\":\"")?));
+        m.event_type = Some(Span::body(fast::value(b, &mut i, b"\"}")?));
+        Some((m, i))
+    }
+
+    /// The rest of a level array after its `[`, every element in the `fast::level` layout,
+    /// through the closing `]`.
+    #[inline]
+    fn fast_levels(&mut self, b: &[u8], i: &mut usize) -> Option<ListRange> {
+        let start = self.levels.len() as u32;
+        if !fast::eat(b, i, b"]") {
+            loop {
+                let ([price, size], end) = fast::level(b, *i)?;
+                self.levels.push((Span::body(price), Span::body(size)));
+                *i = end + 1;
+                match b.get(end) {
+                    Some(b',') => {}
+                    Some(b']') => break,
+                    _ => return None,
+                }
+            }
+        }
+        Some(ListRange {
+            start,
+            end: self.levels.len() as u32,
+        })
+    }
+
+    /// The rest of a `price_changes` array after its `[`, every element in the
+    /// `fast::entry` layout, through the closing `]`.
+    #[inline]
+    fn fast_entries(&mut self, b: &[u8], i: &mut usize) -> Option<ListRange> {
+        let start = self.entries.len() as u32;
+        if !fast::eat(b, i, b"]") {
+            loop {
+                let (e, end) = fast::entry(b, *i)?;
+                self.entries.push(EntrySpans::from_fast(e));
+                *i = end + 1;
+                match b.get(end) {
+                    Some(b',') => {}
+                    Some(b']') => break,
+                    _ => return None,
+                }
+            }
+        }
+        Some(ListRange {
+            start,
+            end: self.entries.len() as u32,
+        })
     }
 
     fn scan_message(
@@ -458,9 +604,7 @@ impl Decoder {
         while s.next_element(first)? {
             first = false;
             // Fast path: the venue's exact `{"price":"…","size":"…"}`; else generic.
-            if let Some(([p, sz], end)) =
-                fast::fixed_object(text, s.offset(), fast::LEVEL_OPEN, fast::LEVEL_SEPS)
-            {
+            if let Some(([p, sz], end)) = fast::level(text, s.offset()) {
                 self.levels.push((Span::body(p), Span::body(sz)));
                 s.set_offset(end);
                 continue;
@@ -499,18 +643,8 @@ impl Decoder {
         while s.next_element(first)? {
             first = false;
             // Fast path: the venue's seven keys in their usual order; else generic.
-            if let Some(([asset_id, price, size, side, hash, best_bid, best_ask], end)) =
-                fast::fixed_object(text, s.offset(), fast::ENTRY_OPEN, fast::ENTRY_SEPS)
-            {
-                self.entries.push(EntrySpans {
-                    asset_id: Some(Span::body(asset_id)),
-                    price: Some(Span::body(price)),
-                    size: Some(Span::body(size)),
-                    side: Some(Span::body(side)),
-                    hash: Some(Span::body(hash)),
-                    best_bid: Some(Span::body(best_bid)),
-                    best_ask: Some(Span::body(best_ask)),
-                });
+            if let Some((e, end)) = fast::entry(text, s.offset()) {
+                self.entries.push(EntrySpans::from_fast(e));
                 s.set_offset(end);
                 continue;
             }

@@ -20,57 +20,68 @@ use super::json::string_stop;
 /// A value's string body as `(start, len)` byte offsets in the frame.
 pub(crate) type Body = (u32, u32);
 
-/// Opening literal of a book level object.
-pub(crate) const LEVEL_OPEN: &[u8] = b"{\"price\":\"";
-/// Literals after each level value (`price`, `size`).
-pub(crate) const LEVEL_SEPS: [&[u8]; 2] = [b"\",\"size\":\"", b"\"}"];
-
-/// Opening literal of a `price_change` entry object.
-pub(crate) const ENTRY_OPEN: &[u8] = b"{\"asset_id\":\"";
-/// Literals after each entry value (`asset_id`, `price`, `size`, `side`, `hash`,
-/// `best_bid`, `best_ask`).
-pub(crate) const ENTRY_SEPS: [&[u8]; 7] = [
-    b"\",\"price\":\"",
-    b"\",\"size\":\"",
-    b"\",\"side\":\"",
-    b"\",\"hash\":\"",
-    b"\",\"best_bid\":\"",
-    b"\",\"best_ask\":\"",
-    b"\"}",
-];
-
 #[inline(always)]
-fn literal(b: &[u8], i: usize, lit: &[u8]) -> bool {
-    b.get(i..).is_some_and(|r| r.starts_with(lit))
+pub(crate) fn literal<const L: usize>(b: &[u8], i: usize, lit: &[u8; L]) -> bool {
+    // A compile-time length: compiled to a few word compares, not a memcmp call.
+    b.get(i..).and_then(|r| r.first_chunk::<L>()) == Some(lit)
 }
 
-/// Matches `open v₀ seps[0] v₁ seps[1] … v₍N−1₎ seps[N−1]` at byte `i` of `b`, where each
-/// `vₖ` is a string body without `"` or `\` and every `seps[k]` starts with the closing `"`.
-///
-/// Returns the value bodies and the offset just past the last literal, or `None` if the
-/// bytes at `i` are anything else.
+/// Consumes the literal `lit` at `*i` if it is there.
 #[inline(always)]
-pub(crate) fn fixed_object<const N: usize>(
-    b: &[u8],
-    i: usize,
-    open: &[u8],
-    seps: [&[u8]; N],
-) -> Option<([Body; N], usize)> {
-    if !literal(b, i, open) {
+pub(crate) fn eat<const L: usize>(b: &[u8], i: &mut usize, lit: &[u8; L]) -> bool {
+    let hit = literal(b, *i, lit);
+    if hit {
+        *i += L;
+    }
+    hit
+}
+
+/// A string body starting at `*i` and the literal `sep` after it (which starts with the
+/// closing `"`, so an escape fails the match); advances `*i` past `sep`.
+#[inline(always)]
+pub(crate) fn value<const L: usize>(b: &[u8], i: &mut usize, sep: &[u8; L]) -> Option<Body> {
+    let start = *i;
+    let end = string_stop(b, start)?;
+    if !literal(b, end, sep) {
         return None;
     }
-    let mut i = i + open.len();
-    let mut out = [(0u32, 0u32); N];
-    for (slot, sep) in out.iter_mut().zip(seps) {
-        let end = string_stop(b, i)?;
-        // `sep` starts with '"': a backslash (escape) at `end` fails here.
-        if !literal(b, end, sep) {
-            return None;
-        }
-        *slot = (u32::try_from(i).ok()?, u32::try_from(end - i).ok()?);
-        i = end + sep.len();
+    *i = end + L;
+    Some((u32::try_from(start).ok()?, u32::try_from(end - start).ok()?))
+}
+
+/// A book level `{"price":"…","size":"…"}` at byte `i`: the `price` and `size` bodies and
+/// the offset just past the object, or `None` for anything else.
+#[inline]
+pub(crate) fn level(b: &[u8], i: usize) -> Option<([Body; 2], usize)> {
+    const OPEN: &[u8; 10] = b"{\"price\":\"";
+    if !literal(b, i, OPEN) {
+        return None;
     }
-    Some((out, i))
+    let mut i = i + OPEN.len();
+    let price = value(b, &mut i, b"\",\"size\":\"")?;
+    let size = value(b, &mut i, b"\"}")?;
+    Some(([price, size], i))
+}
+
+/// A `price_change` entry
+/// `{"asset_id":"…","price":"…","size":"…","side":"…","hash":"…","best_bid":"…","best_ask":"…"}`
+/// at byte `i`: the seven bodies in that order and the offset just past the object, or
+/// `None` for anything else.
+#[inline]
+pub(crate) fn entry(b: &[u8], i: usize) -> Option<([Body; 7], usize)> {
+    const OPEN: &[u8; 13] = b"{\"asset_id\":\"";
+    if !literal(b, i, OPEN) {
+        return None;
+    }
+    let mut i = i + OPEN.len();
+    let asset_id = value(b, &mut i, b"\",\"price\":\"")?;
+    let price = value(b, &mut i, b"\",\"size\":\"")?;
+    let size = value(b, &mut i, b"\",\"side\":\"")?;
+    let side = value(b, &mut i, b"\",\"hash\":\"")?;
+    let hash = value(b, &mut i, b"\",\"best_bid\":\"")?;
+    let best_bid = value(b, &mut i, b"\",\"best_ask\":\"")?;
+    let best_ask = value(b, &mut i, b"\"}")?;
+    Some(([asset_id, price, size, side, hash, best_bid, best_ask], i))
 }
 
 #[cfg(test)]
@@ -80,10 +91,10 @@ mod tests {
     #[test]
     fn matches_only_the_exact_layout() {
         let t = br#"[{"price":"0.48","size":"30"},{"price":"0.5","size":""}]"#;
-        let (v, end) = fixed_object(t, 1, LEVEL_OPEN, LEVEL_SEPS).unwrap();
+        let (v, end) = level(t, 1).unwrap();
         assert_eq!(v, [(11, 4), (25, 2)]);
         assert_eq!(t[end], b',');
-        let (v, end) = fixed_object(t, end + 1, LEVEL_OPEN, LEVEL_SEPS).unwrap();
+        let (v, end) = level(t, end + 1).unwrap();
         assert_eq!(&t[v[0].0 as usize..][..v[0].1 as usize], b"0.5");
         assert_eq!(v[1].1, 0);
         assert_eq!(t[end], b']');
@@ -99,12 +110,8 @@ mod tests {
             br#"{"price":"#,
             b"",
         ] {
-            assert!(
-                fixed_object(bad, 0, LEVEL_OPEN, LEVEL_SEPS).is_none(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(level(bad, 0).is_none(), "{}", String::from_utf8_lossy(bad));
         }
-        assert!(fixed_object(t, t.len() + 5, LEVEL_OPEN, LEVEL_SEPS).is_none());
+        assert!(level(t, t.len() + 5).is_none());
     }
 }
