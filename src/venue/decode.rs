@@ -776,10 +776,10 @@ impl Decoder {
                 });
                 for (range, side) in [(bids, Side::Bid), (asks, Side::Ask)] {
                     for &(p, sz) in &self.levels[range.start as usize..range.end as usize] {
-                        let pt = p.get(text);
-                        let st = sz.get(text);
-                        let price = Price::parse(pt).map_err(|e| number_error("price", pt, e))?;
-                        let size = Size::parse(st).map_err(|e| number_error("size", st, e))?;
+                        let price =
+                            price_of(text, p).map_err(|e| number_error("price", p.get(text), e))?;
+                        let size =
+                            size_of(text, sz).map_err(|e| number_error("size", sz.get(text), e))?;
                         out.records.push(Record {
                             event: Event::Level { side, price, size },
                             ..base(asset)
@@ -935,10 +935,10 @@ impl Decoder {
     ) -> Result<(), DecodeError> {
         const EV: &str = "price_change";
         let asset_text = required(text, asset_span, EV, "asset_id")?;
-        let pt = required(text, e.price, EV, "price")?;
-        let price = Price::parse(pt).map_err(|err| number_error("price", pt, err))?;
-        let st = required(text, e.size, EV, "size")?;
-        let size = Size::parse(st).map_err(|err| number_error("size", st, err))?;
+        let pt = required_span(e.price, EV, "price")?;
+        let price = price_of(text, pt).map_err(|err| number_error("price", pt.get(text), err))?;
+        let st = required_span(e.size, EV, "size")?;
+        let size = size_of(text, st).map_err(|err| number_error("size", st.get(text), err))?;
         let side = e
             .side
             .and_then(|sp| Side::parse(sp.get(text)))
@@ -1036,6 +1036,36 @@ fn required<'t>(
         .ok_or_else(|| DecodeError::Field { event, field })
 }
 
+fn required_span(
+    span: Option<Span>,
+    event: &'static str,
+    field: &'static str,
+) -> Result<Span, DecodeError> {
+    span.ok_or_else(|| DecodeError::Field { event, field })
+}
+
+/// `Price::parse` of a span's text, through [`fast::decimal`] when that applies.
+#[inline]
+fn price_of(text: &[u8], sp: Span) -> Result<Price, NumberError> {
+    // Above 1 (or above u32) falls back too, for `parse`'s OutOfRange error.
+    match fast::decimal(text, sp.start as usize, sp.len as usize)
+        .and_then(|raw| u32::try_from(raw).ok())
+        .map(Price::from_raw)
+    {
+        Some(Ok(p)) => Ok(p),
+        _ => Price::parse(sp.get(text)),
+    }
+}
+
+/// `Size::parse` of a span's text, through [`fast::decimal`] when that applies.
+#[inline]
+fn size_of(text: &[u8], sp: Span) -> Result<Size, NumberError> {
+    match fast::decimal(text, sp.start as usize, sp.len as usize) {
+        Some(raw) => Ok(Size::from_raw(raw)),
+        None => Size::parse(sp.get(text)),
+    }
+}
+
 fn opt_price(
     text: &[u8],
     span: Option<Span>,
@@ -1051,12 +1081,12 @@ fn opt_price(
 
 fn parse_bbo(text: &[u8], e: &EntrySpans) -> Result<Bbo, DecodeError> {
     let one = |span: Option<Span>, field| -> Result<FieldUpdate<Price>, DecodeError> {
-        match span.map(|sp| sp.get(text)) {
+        match span {
             None => Ok(FieldUpdate::Keep),
-            Some(b"") => Ok(FieldUpdate::Clear),
-            Some(t) => Price::parse(t)
+            Some(sp) if sp.len == 0 => Ok(FieldUpdate::Clear),
+            Some(sp) => price_of(text, sp)
                 .map(FieldUpdate::Set)
-                .map_err(|err| number_error(field, t, err)),
+                .map_err(|err| number_error(field, sp.get(text), err)),
         }
     };
     Ok(Bbo {

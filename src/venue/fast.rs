@@ -134,9 +134,193 @@ pub(crate) fn book_hash(t: &[u8]) -> Option<BookHash> {
     Some(BookHash::from_digest(&prefix.to_be_bytes()))
 }
 
+/// The 8 bytes of `b` at `i` as a little-endian word, if there are 8.
+#[inline(always)]
+fn word_at(b: &[u8], i: usize) -> Option<u64> {
+    b.get(i..)
+        .and_then(|r| r.first_chunk::<8>())
+        .map(|c| u64::from_le_bytes(*c))
+}
+
+/// The value of the `len` (1..=8) ASCII digits at the start of `w` (first digit in the low
+/// byte), or `None` if any of them is not `0-9`. Bytes after them are ignored.
+#[inline(always)]
+fn digits(w: u64, len: usize) -> Option<u64> {
+    debug_assert!((1..=8).contains(&len));
+    // Keep the first `len` bytes, moved to the top: the vacated low bytes are zero, i.e.
+    // leading zeros of the number.
+    let v = w << (8 * (8 - len));
+    let want = HIGHS << (8 * (8 - len));
+    if v & HIGHS != 0 || in_range(v, b'0', b'9') & want != want {
+        return None;
+    }
+    // Eight digit values (most significant in the low byte) → one integer, in three
+    // multiply steps: pairs, quads, then the two quads.
+    let v = v & (ONES * 0x0f);
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let v = ((v & 0x0000_00ff_0000_00ff).wrapping_mul(100 + (1_000_000 << 32))
+        + ((v >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32)))
+        >> 32;
+    Some(v)
+}
+
+const POW10: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
+
+/// The raw 10⁻⁶ value of the decimal text `b[start..start + len]`, for the common shape
+/// only: 1–8 integer digits, then optionally `.` and 1–6 fraction digits. The bytes after
+/// the text are read (whole words) but ignored; near the end of `b` a padded copy is used.
+///
+/// `Some(raw)` only where `market::price::parse_decimal` returns `Ok` with that same `raw`
+/// (the same arithmetic: `int × 10⁶ + frac × 10^(6 − digits)`, no overflow possible at
+/// these lengths); `None` for everything else, including every input it would reject, so
+/// the caller falls back to `Price::parse` / `Size::parse` for the exact result or error.
+/// Branch-light: no per-digit loop, which is where the general parser loses its time on
+/// the venue's mixed lengths.
+#[inline]
+pub(crate) fn decimal(b: &[u8], start: usize, len: usize) -> Option<u64> {
+    if len == 0 || len > 15 {
+        return None;
+    }
+    if b.len().saturating_sub(start) < 16 {
+        // Too close to the end of the frame for the word reads: work on a padded copy.
+        let mut buf = [0u8; 16];
+        buf.get_mut(..len)?
+            .copy_from_slice(b.get(start..)?.get(..len)?);
+        return decimal_words(&buf, 0, len);
+    }
+    decimal_words(b, start, len)
+}
+
+#[inline(always)]
+fn decimal_words(b: &[u8], start: usize, len: usize) -> Option<u64> {
+    let w = word_at(b, start)?;
+    // The first '.' among the text's first 8 bytes.
+    let dots = super::json::zero_bytes(w ^ (ONES * u64::from(b'.')));
+    let in_text = if len >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * len)) - 1
+    };
+    let dots = dots & in_text;
+    if dots == 0 {
+        // No '.' in the first 8 bytes: a whole number of at most 8 digits.
+        if len > 8 {
+            return None;
+        }
+        return digits(w, len)?.checked_mul(1_000_000);
+    }
+    let int_len = (dots.trailing_zeros() / 8) as usize;
+    let frac_len = len - int_len - 1;
+    if int_len == 0 || frac_len == 0 || frac_len > 6 {
+        return None;
+    }
+    let int = digits(w, int_len)?;
+    let frac = digits(word_at(b, start + int_len + 1)?, frac_len)?;
+    Some(int * 1_000_000 + frac * POW10[6 - frac_len])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::market::price::parse_decimal;
+
+    /// `decimal` on `text` placed in a frame with `pad` bytes after it.
+    fn fast_at(text: &[u8], pad: &[u8]) -> Option<u64> {
+        let mut frame = b"x\"".to_vec();
+        frame.extend_from_slice(text);
+        frame.extend_from_slice(pad);
+        decimal(&frame, 2, text.len())
+    }
+
+    fn check_decimal(text: &[u8]) {
+        let want = parse_decimal(text).map(|d| d.raw).ok();
+        for pad in [
+            &b"\",\"size\":\"12\"}]"[..],
+            b"\"}",
+            b"",
+            b"99999999",
+            b"........",
+        ] {
+            if let Some(raw) = fast_at(text, pad) {
+                assert_eq!(
+                    Some(raw),
+                    want,
+                    "{:?} + {:?}",
+                    String::from_utf8_lossy(text),
+                    String::from_utf8_lossy(pad)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn decimal_agrees_with_parse_decimal() {
+        // Every string of up to 5 bytes over digits, '.', and a few others.
+        let alphabet = b"0159.-x /:\x80";
+        let mut text = Vec::new();
+        fn all(alphabet: &[u8], text: &mut Vec<u8>, left: usize, f: &mut dyn FnMut(&[u8])) {
+            f(text);
+            if left == 0 {
+                return;
+            }
+            for &c in alphabet {
+                text.push(c);
+                all(alphabet, text, left - 1, f);
+                text.pop();
+            }
+        }
+        all(alphabet, &mut text, 5, &mut |t| check_decimal(t));
+        // Pseudo-random venue-like and longer numbers, every int/frac length.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for int_len in 0..=12 {
+            for frac_len in 0..=8 {
+                for dot in [true, false] {
+                    for _ in 0..40 {
+                        let mut t = Vec::new();
+                        for _ in 0..int_len {
+                            t.push(b'0' + (next() % 10) as u8);
+                        }
+                        if dot {
+                            t.push(b'.');
+                        }
+                        for _ in 0..frac_len {
+                            t.push(b'0' + (next() % 10) as u8);
+                        }
+                        check_decimal(&t);
+                        // One corrupted byte anywhere.
+                        if !t.is_empty() {
+                            let k = (next() % t.len() as u64) as usize;
+                            t[k] = (next() % 256) as u8;
+                            check_decimal(&t);
+                        }
+                    }
+                }
+            }
+        }
+        // The fast path does take the venue's shapes (else it would be dead weight).
+        for t in [
+            &b"0.5"[..],
+            b"0.523",
+            b"1",
+            b"0",
+            b"41666.32",
+            b"3149725.72",
+            b"219.217767",
+        ] {
+            assert_eq!(
+                fast_at(t, b"\"}]"),
+                parse_decimal(t).map(|d| d.raw).ok(),
+                "{t:?}"
+            );
+            assert!(fast_at(t, b"\"}]").is_some(), "{t:?}");
+        }
+    }
 
     #[test]
     fn book_hash_agrees_with_parse_hex() {

@@ -33,7 +33,7 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// zero byte may be flagged spuriously (borrow propagation), never bytes below it, so the
 /// lowest set bit is exact, which is all [`string_stop`] uses.
 #[inline(always)]
-fn zero_bytes(v: u64) -> u64 {
+pub(crate) fn zero_bytes(v: u64) -> u64 {
     v.wrapping_sub(ONES) & !v & HIGHS
 }
 
