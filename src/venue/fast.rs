@@ -214,6 +214,13 @@ fn decimal_words(b: &[u8], start: usize, len: usize) -> Option<u64> {
     if int_len == 0 || frac_len == 0 || frac_len > 6 {
         return None;
     }
+    if len <= 8 {
+        // All in one word: drop the '.' byte and read int‖frac as one number,
+        // int × 10^f + frac; times 10^(6 − f) that is int × 10⁶ + frac × 10^(6 − f).
+        let below = (1u64 << (8 * int_len)) - 1;
+        let joined = (w & below) | ((w >> (8 * (int_len + 1))) << (8 * int_len));
+        return Some(digits(joined, len - 1)? * POW10[6 - frac_len]);
+    }
     let int = digits(w, int_len)?;
     let frac = digits(word_at(b, start + int_len + 1)?, frac_len)?;
     Some(int * 1_000_000 + frac * POW10[6 - frac_len])
