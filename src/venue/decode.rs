@@ -435,7 +435,7 @@ impl Decoder {
             return None;
         }
         let mut m = MessageSpans {
-            market: Some(Span::body(fast::value(b, &mut i, b"\",\"")?)),
+            market: Some(Span::body(fast::long_value(b, &mut i, b"\",\"")?)),
             ..MessageSpans::default()
         };
         if fast::eat(b, &mut i, b"price_changes\":[") {
@@ -450,10 +450,10 @@ impl Decoder {
         if !fast::eat(b, &mut i, b"asset_id\":\"") {
             return None;
         }
-        m.asset_id = Some(Span::body(fast::value(b, &mut i, b"\",\"")?));
+        m.asset_id = Some(Span::body(fast::long_value(b, &mut i, b"\",\"")?));
         if fast::eat(b, &mut i, b"timestamp\":\"") {
             m.timestamp = Some(Span::body(fast::value(b, &mut i, b"\",\"hash\":\"")?));
-            m.hash = Some(Span::body(fast::value(b, &mut i, b"\",\"bids\":[")?));
+            m.hash = Some(Span::body(fast::long_value(b, &mut i, b"\",\"bids\":[")?));
             m.bids = Some(self.fast_levels(b, &mut i)?);
             if !fast::eat(b, &mut i, b",\"asks\":[") {
                 return None;
@@ -482,7 +482,11 @@ impl Decoder {
         if !fast::eat(b, &mut i, b",\"hash\":\"") {
             return None;
         }
-        m.hash = Some(Span::body(fast::value(b, &mut i, b"\",\"timestamp\":\"")?));
+        m.hash = Some(Span::body(fast::long_value(
+            b,
+            &mut i,
+            b"\",\"timestamp\":\"",
+        )?));
         m.timestamp = Some(Span::body(fast::value(b, &mut i, b"\",\"event_type\":\"")?));
         m.event_type = Some(Span::body(fast::value(b, &mut i, b"\"}")?));
         Some((m, i))

@@ -27,6 +27,19 @@ pub(crate) fn literal<const L: usize>(b: &[u8], i: usize, lit: &[u8; L]) -> bool
     b.get(i..).and_then(|r| r.first_chunk::<L>()) == Some(lit)
 }
 
+/// Like [`value`], for the long bodies (77-digit asset ids, 40-hex hashes, condition ids):
+/// searched with `memchr2` from the start.
+#[inline(always)]
+pub(crate) fn long_value<const L: usize>(b: &[u8], i: &mut usize, sep: &[u8; L]) -> Option<Body> {
+    let start = *i;
+    let end = start + memchr::memchr2(b'"', b'\\', b.get(start..)?)?;
+    if !literal(b, end, sep) {
+        return None;
+    }
+    *i = end + L;
+    Some((u32::try_from(start).ok()?, u32::try_from(end - start).ok()?))
+}
+
 /// Consumes the literal `lit` at `*i` if it is there.
 #[inline(always)]
 pub(crate) fn eat<const L: usize>(b: &[u8], i: &mut usize, lit: &[u8; L]) -> bool {
@@ -75,11 +88,11 @@ pub(crate) fn entry(b: &[u8], i: usize) -> Option<([Body; 7], usize)> {
         return None;
     }
     let mut i = i + OPEN.len();
-    let asset_id = value(b, &mut i, b"\",\"price\":\"")?;
+    let asset_id = long_value(b, &mut i, b"\",\"price\":\"")?;
     let price = value(b, &mut i, b"\",\"size\":\"")?;
     let size = value(b, &mut i, b"\",\"side\":\"")?;
     let side = value(b, &mut i, b"\",\"hash\":\"")?;
-    let hash = value(b, &mut i, b"\",\"best_bid\":\"")?;
+    let hash = long_value(b, &mut i, b"\",\"best_bid\":\"")?;
     let best_bid = value(b, &mut i, b"\",\"best_ask\":\"")?;
     let best_ask = value(b, &mut i, b"\"}")?;
     Some(([asset_id, price, size, side, hash, best_bid, best_ask], i))
