@@ -18,6 +18,25 @@
 use super::json::string_stop;
 use crate::market::BookHash;
 
+/// Whether the fast paths are on: always, except inside
+/// [`tests::with_fast_paths_off`], which lets the tests decode the same frame both ways and
+/// compare.
+#[cfg(not(test))]
+#[inline(always)]
+pub(crate) const fn enabled() -> bool {
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    static OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+pub(crate) fn enabled() -> bool {
+    !OFF.with(std::cell::Cell::get)
+}
+
 /// A value's string body as `(start, len)` byte offsets in the frame.
 pub(crate) type Body = (u32, u32);
 
@@ -67,6 +86,9 @@ pub(crate) fn value<const L: usize>(b: &[u8], i: &mut usize, sep: &[u8; L]) -> O
 /// the offset just past the object, or `None` for anything else.
 #[inline]
 pub(crate) fn level(b: &[u8], i: usize) -> Option<([Body; 2], usize)> {
+    if !enabled() {
+        return None;
+    }
     const OPEN: &[u8; 10] = b"{\"price\":\"";
     if !literal(b, i, OPEN) {
         return None;
@@ -83,6 +105,9 @@ pub(crate) fn level(b: &[u8], i: usize) -> Option<([Body; 2], usize)> {
 /// `None` for anything else.
 #[inline]
 pub(crate) fn entry(b: &[u8], i: usize) -> Option<([Body; 7], usize)> {
+    if !enabled() {
+        return None;
+    }
     const OPEN: &[u8; 13] = b"{\"asset_id\":\"";
     if !literal(b, i, OPEN) {
         return None;
@@ -132,6 +157,9 @@ fn hex8(w: u64) -> Option<u32> {
 /// against it in the tests below), about 3× cheaper on the 40-hex hashes of every entry.
 #[inline]
 pub(crate) fn book_hash(t: &[u8]) -> Option<BookHash> {
+    if !enabled() {
+        return BookHash::parse_hex(t);
+    }
     let t: &[u8; 40] = t.try_into().ok()?;
     let word = |k: usize| {
         t.get(k * 8..)
@@ -177,6 +205,49 @@ fn digits(w: u64, len: usize) -> Option<u64> {
     Some(v)
 }
 
+/// The value of the decimal digits `b[start..start + len]` for 1 ≤ `len` ≤ 16, or `None`
+/// if any is not `0-9` (or `len` is out of that range). The bytes after them are read
+/// (whole words) but ignored; near the end of `b` a padded copy is used.
+#[inline]
+pub(crate) fn uint(b: &[u8], start: usize, len: usize) -> Option<u64> {
+    if !enabled() {
+        return None;
+    }
+    if len == 0 || len > 16 {
+        return None;
+    }
+    if b.len().saturating_sub(start) < 16 {
+        let mut buf = [0u8; 16];
+        buf.get_mut(..len)?
+            .copy_from_slice(b.get(start..)?.get(..len)?);
+        return uint_words(&buf, 0, len);
+    }
+    uint_words(b, start, len)
+}
+
+#[inline(always)]
+fn uint_words(b: &[u8], start: usize, len: usize) -> Option<u64> {
+    let w = word_at(b, start)?;
+    if len <= 8 {
+        return digits(w, len);
+    }
+    let high = digits(w, 8)?;
+    let low = digits(word_at(b, start + 8)?, len - 8)?;
+    Some(high * POW10_16[len - 8] + low)
+}
+
+const POW10_16: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
 const POW10: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
 
 /// The raw 10⁻⁶ value of the decimal text `b[start..start + len]`, for the common shape
@@ -191,6 +262,9 @@ const POW10: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
 /// the venue's mixed lengths.
 #[inline]
 pub(crate) fn decimal(b: &[u8], start: usize, len: usize) -> Option<u64> {
+    if !enabled() {
+        return None;
+    }
     if len == 0 || len > 15 {
         return None;
     }
@@ -240,8 +314,17 @@ fn decimal_words(b: &[u8], start: usize, len: usize) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Runs `f` with every fast path off: the generic scan and the `market` parsers only,
+    /// i.e. the decoder as it was before the fast paths.
+    pub(crate) fn with_fast_paths_off<T>(f: impl FnOnce() -> T) -> T {
+        OFF.with(|o| o.set(true));
+        let r = f();
+        OFF.with(|o| o.set(false));
+        r
+    }
     use crate::market::price::parse_decimal;
 
     /// `decimal` on `text` placed in a frame with `pad` bytes after it.
