@@ -208,7 +208,7 @@ fn digits(w: u64, len: usize) -> Option<u64> {
 /// The value of the decimal digits `b[start..start + len]` for 1 ≤ `len` ≤ 16, or `None`
 /// if any is not `0-9` (or `len` is out of that range). The bytes after them are read
 /// (whole words) but ignored; near the end of `b` a padded copy is used.
-#[inline]
+#[inline(always)]
 pub(crate) fn uint(b: &[u8], start: usize, len: usize) -> Option<u64> {
     if !enabled() {
         return None;
@@ -217,10 +217,7 @@ pub(crate) fn uint(b: &[u8], start: usize, len: usize) -> Option<u64> {
         return None;
     }
     if b.len().saturating_sub(start) < 16 {
-        let mut buf = [0u8; 16];
-        buf.get_mut(..len)?
-            .copy_from_slice(b.get(start..)?.get(..len)?);
-        return uint_words(&buf, 0, len);
+        return near_end(b, start, len, uint_words);
     }
     uint_words(b, start, len)
 }
@@ -260,7 +257,7 @@ const POW10: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
 /// the caller falls back to `Price::parse` / `Size::parse` for the exact result or error.
 /// Branch-light: no per-digit loop, which is where the general parser loses its time on
 /// the venue's mixed lengths.
-#[inline]
+#[inline(always)]
 pub(crate) fn decimal(b: &[u8], start: usize, len: usize) -> Option<u64> {
     if !enabled() {
         return None;
@@ -269,13 +266,25 @@ pub(crate) fn decimal(b: &[u8], start: usize, len: usize) -> Option<u64> {
         return None;
     }
     if b.len().saturating_sub(start) < 16 {
-        // Too close to the end of the frame for the word reads: work on a padded copy.
-        let mut buf = [0u8; 16];
-        buf.get_mut(..len)?
-            .copy_from_slice(b.get(start..)?.get(..len)?);
-        return decimal_words(&buf, 0, len);
+        return near_end(b, start, len, decimal_words);
     }
     decimal_words(b, start, len)
+}
+
+/// `parse(b, start, len)` too close to the end of `b` for its word reads: on a padded copy
+/// of the (at most 16-byte) text.
+#[cold]
+#[inline(never)]
+fn near_end(
+    b: &[u8],
+    start: usize,
+    len: usize,
+    parse: fn(&[u8], usize, usize) -> Option<u64>,
+) -> Option<u64> {
+    let mut buf = [0u8; 16];
+    buf.get_mut(..len)?
+        .copy_from_slice(b.get(start..)?.get(..len)?);
+    parse(&buf, 0, len)
 }
 
 #[inline(always)]
