@@ -2,7 +2,10 @@
 //!
 //! One call decodes one text frame: `PONG`, `NO NEW ASSETS`, a JSON object, or a JSON array
 //! of objects. Each object is one message; its keys may come in any order, so the whole object
-//! is scanned into spans first and then emitted according to `event_type`. Unknown
+//! is scanned into spans first and then emitted according to `event_type`. Messages, levels
+//! and entries in the venue's exact compact layouts take fixed-layout fast paths
+//! ([`super::fast`], `Decoder::scan_fixed`) that produce the same spans; anything else falls
+//! back to the generic scan from the same offset, which defines the semantics. Unknown
 //! `event_type`s are skipped and counted per element without failing the rest of the frame.
 //! A message that fails (a malformed number, a missing field) is reported with the assets it
 //! named and emits nothing; a frame that is not valid JSON emits nothing and reports every
