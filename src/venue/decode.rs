@@ -4,7 +4,7 @@
 //! of objects. Each object is one message; its keys may come in any order, so the whole object
 //! is scanned into spans first and then emitted according to `event_type`. Messages, levels
 //! and entries in the venue's exact compact layouts take fixed-layout fast paths
-//! ([`super::fast`], `Decoder::scan_fixed`) that produce the same spans; anything else falls
+//! (`venue::fast`, `Decoder::scan_fixed`) that produce the same spans; anything else falls
 //! back to the generic scan from the same offset, which defines the semantics. Unknown
 //! `event_type`s are skipped and counted per element without failing the rest of the frame.
 //! A message that fails (a malformed number, a missing field) is reported with the assets it
