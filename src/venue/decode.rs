@@ -2,7 +2,10 @@
 //!
 //! One call decodes one text frame: `PONG`, `NO NEW ASSETS`, a JSON object, or a JSON array
 //! of objects. Each object is one message; its keys may come in any order, so the whole object
-//! is scanned into spans first and then emitted according to `event_type`. Unknown
+//! is scanned into spans first and then emitted according to `event_type`. Messages, levels
+//! and entries in the venue's exact compact layouts take fixed-layout fast paths
+//! (`venue::fast`, `Decoder::scan_fixed`) that produce the same spans; anything else falls
+//! back to the generic scan from the same offset, which defines the semantics. Unknown
 //! `event_type`s are skipped and counted per element without failing the rest of the frame.
 //! A message that fails (a malformed number, a missing field) is reported with the assets it
 //! named and emits nothing; a frame that is not valid JSON emits nothing and reports every
@@ -11,9 +14,10 @@
 //! Pure and allocation-free on success once the scratch vectors are warm. Runs on the event
 //! loop thread (engine) or the replay loop (`polypy-replay`).
 
+use super::fast;
 use super::json::{Scalar, Scanner, SyntaxError};
 use crate::market::{
-    AssetId, Bbo, BookHash, Event, FieldUpdate, NumberError, Price, QuotedPrice, Record, Side, Size,
+    AssetId, Bbo, Event, FieldUpdate, NumberError, Price, QuotedPrice, Record, Side, Size,
 };
 
 /// Why a frame or a message could not be decoded.
@@ -198,6 +202,11 @@ impl Span {
         }
     }
 
+    #[inline]
+    fn body((start, len): fast::Body) -> Span {
+        Span { start, len }
+    }
+
     fn get(self, text: &[u8]) -> &[u8] {
         let s = self.start as usize;
         text.get(s..s + self.len as usize).unwrap_or_default()
@@ -213,6 +222,22 @@ struct EntrySpans {
     hash: Option<Span>,
     best_bid: Option<Span>,
     best_ask: Option<Span>,
+}
+
+impl EntrySpans {
+    /// The spans of a `fast::entry` match.
+    #[inline]
+    fn from_fast([asset_id, price, size, side, hash, best_bid, best_ask]: [fast::Body; 7]) -> Self {
+        EntrySpans {
+            asset_id: Some(Span::body(asset_id)),
+            price: Some(Span::body(price)),
+            size: Some(Span::body(size)),
+            side: Some(Span::body(side)),
+            hash: Some(Span::body(hash)),
+            best_bid: Some(Span::body(best_bid)),
+            best_ask: Some(Span::body(best_ask)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -348,7 +373,19 @@ impl Decoder {
         self.levels.clear();
         self.entries.clear();
         self.strings.clear();
-        let m = self.scan_message(text, s)?;
+        let m = match self.scan_fixed(text, s.offset()) {
+            Some((m, end)) => {
+                s.set_offset(end);
+                m
+            }
+            None => {
+                // Not one of the venue's exact layouts: the generic scan, from the same
+                // offset and with empty scratch, is the reference.
+                self.levels.clear();
+                self.entries.clear();
+                self.scan_message(text, s)?
+            }
+        };
         let before = out.records.len();
         match self.emit(text, &m, received_ns, resolver, out, stats) {
             Ok(Emitted::Known) => stats.messages += 1,
@@ -380,6 +417,128 @@ impl Decoder {
         }
         stats.records += (out.records.len() - before) as u32;
         Ok(())
+    }
+
+    /// Fast path: a whole message in one of the venue's compact layouts (`sim::wire` writes
+    /// them; PROTOCOL.md §3.1–§3.2):
+    ///
+    /// * `price_change`: `market, price_changes[…], timestamp, event_type`;
+    /// * initial-dump `book`: `market, asset_id, timestamp, hash, bids, asks, tick_size,
+    ///   event_type, last_trade_price`;
+    /// * post-trade `book`: `market, asset_id, bids, asks, hash, timestamp, event_type`;
+    ///
+    /// every scalar a plain string, every list element in its `fast` layout, no whitespace.
+    /// Returns what [`Decoder::scan_message`] would for the same bytes, and the offset after
+    /// the object; `None` for anything else (the scratch lists may then hold partial
+    /// pushes: the caller clears them and runs the generic scan from the same offset).
+    #[inline]
+    fn scan_fixed(&mut self, b: &[u8], at: usize) -> Option<(MessageSpans, usize)> {
+        let mut i = at;
+        if !fast::enabled() || !fast::eat(b, &mut i, b"{\"market\":\"") {
+            return None;
+        }
+        let mut m = MessageSpans {
+            market: Some(Span::body(fast::long_value(b, &mut i, b"\",\"")?)),
+            ..MessageSpans::default()
+        };
+        if fast::eat(b, &mut i, b"price_changes\":[") {
+            m.changes = Some(self.fast_entries(b, &mut i)?);
+            if !fast::eat(b, &mut i, b",\"timestamp\":\"") {
+                return None;
+            }
+            m.timestamp = Some(Span::body(fast::value(b, &mut i, b"\",\"event_type\":\"")?));
+            m.event_type = Some(Span::body(fast::value(b, &mut i, b"\"}")?));
+            return Some((m, i));
+        }
+        if !fast::eat(b, &mut i, b"asset_id\":\"") {
+            return None;
+        }
+        m.asset_id = Some(Span::body(fast::long_value(b, &mut i, b"\",\"")?));
+        if fast::eat(b, &mut i, b"timestamp\":\"") {
+            m.timestamp = Some(Span::body(fast::value(b, &mut i, b"\",\"hash\":\"")?));
+            m.hash = Some(Span::body(fast::long_value(b, &mut i, b"\",\"bids\":[")?));
+            m.bids = Some(self.fast_levels(b, &mut i)?);
+            if !fast::eat(b, &mut i, b",\"asks\":[") {
+                return None;
+            }
+            m.asks = Some(self.fast_levels(b, &mut i)?);
+            if !fast::eat(b, &mut i, b",\"tick_size\":\"") {
+                return None;
+            }
+            m.tick_size = Some(Span::body(fast::value(b, &mut i, b"\",\"event_type\":\"")?));
+            m.event_type = Some(Span::body(fast::value(
+                b,
+                &mut i,
+                b"\",\"last_trade_price\":\"",
+            )?));
+            m.last_trade_price = Some(Span::body(fast::value(b, &mut i, b"\"}")?));
+            return Some((m, i));
+        }
+        if !fast::eat(b, &mut i, b"bids\":[") {
+            return None;
+        }
+        m.bids = Some(self.fast_levels(b, &mut i)?);
+        if !fast::eat(b, &mut i, b",\"asks\":[") {
+            return None;
+        }
+        m.asks = Some(self.fast_levels(b, &mut i)?);
+        if !fast::eat(b, &mut i, b",\"hash\":\"") {
+            return None;
+        }
+        m.hash = Some(Span::body(fast::long_value(
+            b,
+            &mut i,
+            b"\",\"timestamp\":\"",
+        )?));
+        m.timestamp = Some(Span::body(fast::value(b, &mut i, b"\",\"event_type\":\"")?));
+        m.event_type = Some(Span::body(fast::value(b, &mut i, b"\"}")?));
+        Some((m, i))
+    }
+
+    /// The rest of a level array after its `[`, every element in the `fast::level` layout,
+    /// through the closing `]`.
+    #[inline]
+    fn fast_levels(&mut self, b: &[u8], i: &mut usize) -> Option<ListRange> {
+        let start = self.levels.len() as u32;
+        if !fast::eat(b, i, b"]") {
+            loop {
+                let ([price, size], end) = fast::level(b, *i)?;
+                self.levels.push((Span::body(price), Span::body(size)));
+                *i = end + 1;
+                match b.get(end) {
+                    Some(b',') => {}
+                    Some(b']') => break,
+                    _ => return None,
+                }
+            }
+        }
+        Some(ListRange {
+            start,
+            end: self.levels.len() as u32,
+        })
+    }
+
+    /// The rest of a `price_changes` array after its `[`, every element in the
+    /// `fast::entry` layout, through the closing `]`.
+    #[inline]
+    fn fast_entries(&mut self, b: &[u8], i: &mut usize) -> Option<ListRange> {
+        let start = self.entries.len() as u32;
+        if !fast::eat(b, i, b"]") {
+            loop {
+                let (e, end) = fast::entry(b, *i)?;
+                self.entries.push(EntrySpans::from_fast(e));
+                *i = end + 1;
+                match b.get(end) {
+                    Some(b',') => {}
+                    Some(b']') => break,
+                    _ => return None,
+                }
+            }
+        }
+        Some(ListRange {
+            start,
+            end: self.entries.len() as u32,
+        })
     }
 
     fn scan_message(
@@ -451,6 +610,12 @@ impl Decoder {
         let mut first = true;
         while s.next_element(first)? {
             first = false;
+            // Fast path: the venue's exact `{"price":"…","size":"…"}`; else generic.
+            if let Some(([p, sz], end)) = fast::level(text, s.offset()) {
+                self.levels.push((Span::body(p), Span::body(sz)));
+                s.set_offset(end);
+                continue;
+            }
             if s.peek() != Some(b'{') {
                 s.skip_value()?;
                 continue;
@@ -484,6 +649,12 @@ impl Decoder {
         let mut first = true;
         while s.next_element(first)? {
             first = false;
+            // Fast path: the venue's seven keys in their usual order; else generic.
+            if let Some((e, end)) = fast::entry(text, s.offset()) {
+                self.entries.push(EntrySpans::from_fast(e));
+                s.set_offset(end);
+                continue;
+            }
             if s.peek() != Some(b'{') {
                 s.skip_value()?;
                 continue;
@@ -562,7 +733,7 @@ impl Decoder {
         };
         let ev = kind.name();
         let timestamp = match m.timestamp {
-            Some(sp) => parse_u64(sp.get(text)).ok_or(DecodeError::Field {
+            Some(sp) => timestamp_of(text, sp).ok_or(DecodeError::Field {
                 event: ev,
                 field: "timestamp",
             })?,
@@ -595,7 +766,7 @@ impl Decoder {
                             .map_err(|e| number_error("last_trade_price", t, e))?,
                     ),
                 };
-                let hash = m.hash.and_then(|sp| BookHash::parse_hex(sp.get(text)));
+                let hash = m.hash.and_then(|sp| fast::book_hash(sp.get(text)));
                 // Validate every level before emitting anything for this message.
                 let Some(asset) = resolve(resolver, asset_text) else {
                     stats.unresolved += 1;
@@ -612,10 +783,10 @@ impl Decoder {
                 });
                 for (range, side) in [(bids, Side::Bid), (asks, Side::Ask)] {
                     for &(p, sz) in &self.levels[range.start as usize..range.end as usize] {
-                        let pt = p.get(text);
-                        let st = sz.get(text);
-                        let price = Price::parse(pt).map_err(|e| number_error("price", pt, e))?;
-                        let size = Size::parse(st).map_err(|e| number_error("size", st, e))?;
+                        let price =
+                            price_of(text, p).map_err(|e| number_error("price", p.get(text), e))?;
+                        let size =
+                            size_of(text, sz).map_err(|e| number_error("size", sz.get(text), e))?;
                         out.records.push(Record {
                             event: Event::Level { side, price, size },
                             ..base(asset)
@@ -771,10 +942,10 @@ impl Decoder {
     ) -> Result<(), DecodeError> {
         const EV: &str = "price_change";
         let asset_text = required(text, asset_span, EV, "asset_id")?;
-        let pt = required(text, e.price, EV, "price")?;
-        let price = Price::parse(pt).map_err(|err| number_error("price", pt, err))?;
-        let st = required(text, e.size, EV, "size")?;
-        let size = Size::parse(st).map_err(|err| number_error("size", st, err))?;
+        let pt = required_span(e.price, EV, "price")?;
+        let price = price_of(text, pt).map_err(|err| number_error("price", pt.get(text), err))?;
+        let st = required_span(e.size, EV, "size")?;
+        let size = size_of(text, st).map_err(|err| number_error("size", st.get(text), err))?;
         let side = e
             .side
             .and_then(|sp| Side::parse(sp.get(text)))
@@ -783,7 +954,7 @@ impl Decoder {
                 field: "side",
             })?;
         let bbo = parse_bbo(text, e)?;
-        let hash = hash_span.and_then(|sp| BookHash::parse_hex(sp.get(text)));
+        let hash = hash_span.and_then(|sp| fast::book_hash(sp.get(text)));
         match resolve(resolver, asset_text) {
             Some(asset) => out.records.push(Record {
                 asset,
@@ -872,6 +1043,36 @@ fn required<'t>(
         .ok_or(DecodeError::Field { event, field })
 }
 
+fn required_span(
+    span: Option<Span>,
+    event: &'static str,
+    field: &'static str,
+) -> Result<Span, DecodeError> {
+    span.ok_or(DecodeError::Field { event, field })
+}
+
+/// `Price::parse` of a span's text, through [`fast::decimal`] when that applies.
+#[inline]
+fn price_of(text: &[u8], sp: Span) -> Result<Price, NumberError> {
+    // Above 1 (or above u32) falls back too, for `parse`'s OutOfRange error.
+    match fast::decimal(text, sp.start as usize, sp.len as usize)
+        .and_then(|raw| u32::try_from(raw).ok())
+        .map(Price::from_raw)
+    {
+        Some(Ok(p)) => Ok(p),
+        _ => Price::parse(sp.get(text)),
+    }
+}
+
+/// `Size::parse` of a span's text, through [`fast::decimal`] when that applies.
+#[inline]
+fn size_of(text: &[u8], sp: Span) -> Result<Size, NumberError> {
+    match fast::decimal(text, sp.start as usize, sp.len as usize) {
+        Some(raw) => Ok(Size::from_raw(raw)),
+        None => Size::parse(sp.get(text)),
+    }
+}
+
 fn opt_price(
     text: &[u8],
     span: Option<Span>,
@@ -887,18 +1088,24 @@ fn opt_price(
 
 fn parse_bbo(text: &[u8], e: &EntrySpans) -> Result<Bbo, DecodeError> {
     let one = |span: Option<Span>, field| -> Result<FieldUpdate<Price>, DecodeError> {
-        match span.map(|sp| sp.get(text)) {
+        match span {
             None => Ok(FieldUpdate::Keep),
-            Some(b"") => Ok(FieldUpdate::Clear),
-            Some(t) => Price::parse(t)
+            Some(sp) if sp.len == 0 => Ok(FieldUpdate::Clear),
+            Some(sp) => price_of(text, sp)
                 .map(FieldUpdate::Set)
-                .map_err(|err| number_error(field, t, err)),
+                .map_err(|err| number_error(field, sp.get(text), err)),
         }
     };
     Ok(Bbo {
         bid: one(e.best_bid, "best_bid")?,
         ask: one(e.best_ask, "best_ask")?,
     })
+}
+
+/// `parse_u64` of a span's text, through [`fast::uint`] when that applies.
+#[inline]
+fn timestamp_of(text: &[u8], sp: Span) -> Option<u64> {
+    fast::uint(text, sp.start as usize, sp.len as usize).or_else(|| parse_u64(sp.get(text)))
 }
 
 fn parse_u64(t: &[u8]) -> Option<u64> {
@@ -967,4 +1174,350 @@ fn salvage_assets<R: AssetResolver + ?Sized>(text: &[u8], resolver: &mut R) -> V
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast paths (`super::fast`, [`Decoder::scan_fixed`]) against the generic scan:
+    //! every frame here is decoded twice, normally and with the fast paths off (the decoder
+    //! as it was before them), and the two outputs must be identical, failures included.
+
+    use super::*;
+    use crate::market::{AssetInterner, BookHash};
+    use crate::venue::fast::tests::with_fast_paths_off;
+
+    const A1: &str =
+        "76670567130917723816490572615540605537878462672464291990940067659127658071111";
+    const A2: &str =
+        "54179564009642723353355316176091991063553046330768303687769988635499280029688";
+    const MARKET: &str = "0x285746de0e4f751fd4dc8f9dc2cecd0101ba9ad0096a43145ed9643b09514f01";
+
+    /// A current-schema `price_change` in the venue's exact layout.
+    fn price_change() -> String {
+        format!(
+            r#"{{"market":"{MARKET}","price_changes":[{{"asset_id":"{A1}","price":"0.301","size":"1000","side":"BUY","hash":"b7623b6417b3ae46dbe5d608a65474c9cec84ef9","best_bid":"0.301","best_ask":"0.397"}},{{"asset_id":"{A2}","price":"0.699","size":"45.83","side":"SELL","hash":"c0978ce48e525b35579b9fb4556a08538ebf265a","best_bid":"0.603","best_ask":""}}],"timestamp":"1790658674035","event_type":"price_change"}}"#
+        )
+    }
+
+    /// An initial-dump `book` in the venue's exact layout.
+    fn book_full() -> String {
+        format!(
+            r#"{{"market":"{MARKET}","asset_id":"{A1}","timestamp":"1790908667676","hash":"9e4f2ff8ba2be56177e8bdc8623dfaba4d18f5c8","bids":[{{"price":"0.01","size":"112689"}},{{"price":"0.02","size":"133687"}},{{"price":"0.03","size":"41666.32"}}],"asks":[{{"price":"0.99","size":"37677.02"}},{{"price":"0.98","size":"25298"}},{{"price":"0.97","size":"8960.670001"}}],"tick_size":"0.01","event_type":"book","last_trade_price":"0.140"}}"#
+        )
+    }
+
+    /// A post-trade `book` in the venue's exact layout (one side empty).
+    fn book_post_trade() -> String {
+        format!(
+            r#"{{"market":"{MARKET}","asset_id":"{A2}","bids":[{{"price":"0.5","size":"3149725.72"}},{{"price":"0.523","size":"0"}}],"asks":[],"hash":"5511583ad6f3eb4678e0a374e0cc2bd3b1975d07","timestamp":"1790658661234","event_type":"book"}}"#
+        )
+    }
+
+    /// The initial dump: an array of books.
+    fn dump() -> String {
+        format!("[{},{}]", book_full(), book_post_trade())
+    }
+
+    fn canonical() -> Vec<String> {
+        vec![price_change(), book_full(), book_post_trade(), dump()]
+    }
+
+    type Decoded = (
+        FrameKind,
+        FrameStats,
+        Vec<Record>,
+        Vec<Notice>,
+        Vec<Failure>,
+    );
+
+    fn decode_with(text: &[u8]) -> Decoded {
+        let mut ids = AssetInterner::new();
+        ids.intern(A1);
+        ids.intern(A2);
+        let mut out = DecodeOutput::default();
+        let (kind, stats) = Decoder::new().decode(text, 5, &mut ids, &mut out);
+        (kind, stats, out.records, out.notices, out.failures)
+    }
+
+    /// Decodes `text` both ways, asserts equal output, returns it.
+    fn both(text: &[u8]) -> Decoded {
+        let fast = decode_with(text);
+        let generic = with_fast_paths_off(|| decode_with(text));
+        assert_eq!(fast, generic, "{}", String::from_utf8_lossy(text));
+        fast
+    }
+
+    /// A decoder that has seen `text` takes the whole-message fast path for it.
+    fn takes_fast_path(text: &str) -> bool {
+        Decoder::new().scan_fixed(text.as_bytes(), 0).is_some()
+    }
+
+    #[test]
+    fn canonical_frames_take_the_fast_path() {
+        for t in [price_change(), book_full(), book_post_trade()] {
+            assert!(takes_fast_path(&t), "{t}");
+            let (kind, stats, records, _, failures) = both(t.as_bytes());
+            assert_eq!(kind, FrameKind::Json);
+            assert!(failures.is_empty(), "{failures:?}");
+            assert_eq!(stats.messages, 1);
+            assert!(!records.is_empty());
+        }
+        let (_, stats, records, _, _) = both(dump().as_bytes());
+        assert_eq!((stats.messages, records.len()), (2, 8 + 4));
+        // Spot-check the values the fast parsers produced.
+        let (_, _, records, _, _) = both(price_change().as_bytes());
+        assert_eq!(records.len(), 2);
+        let Event::Change {
+            side,
+            price,
+            size,
+            hash,
+            bbo,
+        } = records[1].event
+        else {
+            panic!("{:?}", records[1]);
+        };
+        assert_eq!(side, Side::Ask);
+        assert_eq!((price.raw(), size.raw()), (699_000, 45_830_000));
+        assert_eq!(
+            hash,
+            BookHash::parse_hex(b"c0978ce48e525b35579b9fb4556a08538ebf265a")
+        );
+        assert_eq!(bbo.bid, FieldUpdate::Set(Price::from_raw(603_000).unwrap()));
+        assert_eq!(bbo.ask, FieldUpdate::Clear);
+        assert_eq!(records[1].exchange_ts, 1_790_658_674_035);
+    }
+
+    /// The same messages written differently: key order, whitespace, extra keys, escapes.
+    /// Each variant leaves the fast path (at least in part) and must give exactly the
+    /// records of the canonical form.
+    #[test]
+    fn variants_fall_back_to_identical_records() {
+        let pc = price_change();
+        let full = book_full();
+        let post = book_post_trade();
+        let cases: Vec<(&String, String)> = vec![
+            // Top-level keys permuted.
+            (
+                &pc,
+                pc.replacen(
+                    &format!(r#"{{"market":"{MARKET}","#),
+                    r#"{"event_type":"price_change","#,
+                    1,
+                )
+                .replacen(
+                    r#","event_type":"price_change"}"#,
+                    &format!(r#","market":"{MARKET}"}}"#),
+                    1,
+                ),
+            ),
+            // Entry keys in the docs' order (side before size).
+            (
+                &pc,
+                pc.replacen(
+                    r#""size":"1000","side":"BUY""#,
+                    r#""side":"BUY","size":"1000""#,
+                    1,
+                ),
+            ),
+            // An unknown key inside an entry, and one at the top level with an escape.
+            (
+                &pc,
+                pc.replacen(r#""side":"BUY","#, r#""side":"BUY","fee":1.5,"#, 1),
+            ),
+            (
+                &pc,
+                pc.replacen(r#"{"market""#, r#"{"note":"a\"b\\","market""#, 1),
+            ),
+            // Whitespace (Python's json.dumps spacing, as in the nautilus captures).
+            (
+                &pc,
+                pc.replace(r#"",""#, r#"", ""#).replace(r#"":""#, r#"": ""#),
+            ),
+            (&pc, format!("  {pc}\n")),
+            // Level keys swapped, a level with an extra key, a spaced level.
+            (
+                &full,
+                full.replacen(
+                    r#"{"price":"0.02","size":"133687"}"#,
+                    r#"{"size":"133687","price":"0.02"}"#,
+                    1,
+                ),
+            ),
+            (
+                &full,
+                full.replacen(
+                    r#""size":"25298"}"#,
+                    r#""size":"25298","x":[1,{"y":null}]}"#,
+                    1,
+                ),
+            ),
+            (
+                &full,
+                full.replacen(
+                    r#"{"price":"0.99","size":"37677.02"}"#,
+                    r#"{ "price": "0.99", "size": "37677.02" }"#,
+                    1,
+                ),
+            ),
+            // Book top-level keys in the docs' order.
+            (
+                &post,
+                format!(
+                    r#"{{"event_type":"book","asset_id":"{A2}","market":"{MARKET}","bids":[{{"price":"0.5","size":"3149725.72"}},{{"price":"0.523","size":"0"}}],"asks":[],"timestamp":"1790658661234","hash":"5511583ad6f3eb4678e0a374e0cc2bd3b1975d07"}}"#
+                ),
+            ),
+        ];
+        // Same layout, numbers written differently (leading '.', trailing '.', trailing
+        // zeros, a long integer): the scan stays fast; the numbers may fall back.
+        let numbers: Vec<(&String, String)> = vec![
+            (
+                &post,
+                post.replacen(r#""price":"0.5""#, r#""price":".5""#, 1),
+            ),
+            (&post, post.replacen(r#""size":"0"}"#, r#""size":"0."}"#, 1)),
+            (
+                &post,
+                post.replacen(r#""price":"0.5""#, r#""price":"0.500000""#, 1),
+            ),
+            (
+                &post,
+                post.replacen(r#""size":"0"}"#, r#""size":"000000000000.0"}"#, 1),
+            ),
+        ];
+        for (_, variant) in &cases {
+            assert!(!takes_fast_path(variant), "{variant}");
+        }
+        for (_, variant) in &numbers {
+            assert!(takes_fast_path(variant), "{variant}");
+        }
+        for (canon, variant) in cases.iter().chain(&numbers) {
+            assert_ne!(*canon, variant, "the replacement did not apply");
+            let want = both(canon.as_bytes());
+            let got = both(variant.as_bytes());
+            assert!(got.4.is_empty(), "{variant}: {:?}", got.4);
+            assert_eq!(got.2, want.2, "{variant}");
+            assert_eq!(got.1, want.1, "{variant}");
+        }
+    }
+
+    /// A frame cut off anywhere (a fast-path object included) fails exactly as the generic
+    /// scan fails: same error, same offset, same salvaged assets.
+    #[test]
+    fn truncated_frames_fail_the_same_way() {
+        for t in canonical() {
+            for end in 0..t.len() {
+                both(&t.as_bytes()[..end]);
+            }
+        }
+        // One explicit case: cut inside the second entry's `price` value.
+        let pc = price_change();
+        let cut = pc.find(r#""price":"0.699"#).unwrap() + 12;
+        let (_, stats, records, _, failures) = both(&pc.as_bytes()[..cut]);
+        assert!(records.is_empty());
+        assert_eq!(stats.failed, 1);
+        assert_eq!(failures.len(), 1);
+        assert!(
+            matches!(failures[0].error, DecodeError::Syntax { offset, .. } if offset == cut),
+            "{:?}",
+            failures[0]
+        );
+    }
+
+    /// Every single-byte change of the canonical frames: same output both ways.
+    #[test]
+    fn mutated_frames_agree() {
+        for t in canonical() {
+            let bytes = t.as_bytes();
+            for pos in 0..bytes.len() {
+                for c in [
+                    b'"', b'\\', b' ', b'}', b']', b',', b'x', b'0', b'.', b'-', 0x80,
+                ] {
+                    if bytes[pos] == c {
+                        continue;
+                    }
+                    let mut m = bytes.to_vec();
+                    m[pos] = c;
+                    both(&m);
+                }
+            }
+        }
+    }
+
+    /// The shared captures (when present beside the repository), as captured and compacted.
+    #[test]
+    fn shared_fixtures_agree() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/polymarket/fixtures");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.contains("ws_") || !name.ends_with(".json") {
+                continue;
+            }
+            let Ok(text) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            both(&text);
+            both(&compact(&text));
+            // The nautilus burst fixture holds one message per array element; decode each
+            // compacted element alone too (the venue sends them as separate frames).
+            for line in text.split(|&b| b == b'\n') {
+                both(line);
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_agree_with_parse_u64() {
+        for t in [
+            &b"1790658674035"[..],
+            b"0",
+            b"1",
+            b"12345678",
+            b"123456789",
+            b"1234567890123456",
+            b"12345678901234567",
+            b"18446744073709551615",
+            b"",
+            b"12a4",
+            b"1234567812345x78",
+            b"-1",
+        ] {
+            let mut frame = b"{\"timestamp\":\"".to_vec();
+            frame.extend_from_slice(t);
+            let start = frame.len() - t.len();
+            frame.extend_from_slice(b"\"}");
+            let sp = Span {
+                start: start as u32,
+                len: t.len() as u32,
+            };
+            assert_eq!(timestamp_of(&frame, sp), parse_u64(t), "{t:?}");
+            assert_eq!(timestamp_of(&frame[..start + t.len()], sp), parse_u64(t));
+        }
+    }
+
+    /// Removes JSON whitespace outside strings.
+    fn compact(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len());
+        let (mut in_str, mut esc) = (false, false);
+        for &c in text {
+            if in_str {
+                out.push(c);
+                if esc {
+                    esc = false;
+                } else if c == b'\\' {
+                    esc = true;
+                } else if c == b'"' {
+                    in_str = false;
+                }
+            } else if !c.is_ascii_whitespace() {
+                in_str = c == b'"';
+                out.push(c);
+            }
+        }
+        out
+    }
 }

@@ -25,6 +25,44 @@ pub struct SyntaxError {
 /// Deepest nesting [`Scanner::skip_value`] follows before failing.
 const MAX_DEPTH: u32 = 64;
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Bit 7 of each byte of the result is set for the first zero byte of `v` (little-endian
+/// order: the byte at the lowest address is the least significant). Bytes above the first
+/// zero byte may be flagged spuriously (borrow propagation), never bytes below it, so the
+/// lowest set bit is exact, which is all [`string_stop`] uses.
+#[inline(always)]
+pub(crate) fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(ONES) & !v & HIGHS
+}
+
+/// Index of the first `"` or `\` in `b` at or after `from`, or `None` if there is none.
+///
+/// The end of a string body. Most string values on this feed are 1–8 bytes (prices, sizes,
+/// sides, keys), where a call into memchr costs more than the search, so the first 16 bytes
+/// are searched a word at a time (SWAR); longer bodies (77-digit asset ids, 40-hex hashes,
+/// condition ids) continue with `memchr2`.
+#[inline]
+pub(crate) fn string_stop(b: &[u8], from: usize) -> Option<usize> {
+    let rest = b.get(from..)?;
+    for w in 0..2 {
+        let Some(chunk) = rest.get(w * 8..).and_then(|r| r.first_chunk::<8>()) else {
+            // Fewer than 8 bytes left: a plain byte loop.
+            let tail = rest.get(w * 8..)?;
+            let k = tail.iter().position(|&c| c == b'"' || c == b'\\')?;
+            return Some(from + w * 8 + k);
+        };
+        let v = u64::from_le_bytes(*chunk);
+        let hit =
+            zero_bytes(v ^ (ONES * u64::from(b'"'))) | zero_bytes(v ^ (ONES * u64::from(b'\\')));
+        if hit != 0 {
+            return Some(from + w * 8 + (hit.trailing_zeros() / 8) as usize);
+        }
+    }
+    memchr::memchr2(b'"', b'\\', rest.get(16..)?).map(|k| from + 16 + k)
+}
+
 /// Cursor over a JSON text.
 #[derive(Debug, Clone)]
 pub struct Scanner<'a> {
@@ -48,8 +86,16 @@ impl<'a> Scanner<'a> {
     }
 
     /// Current byte offset.
+    #[inline]
     pub fn offset(&self) -> usize {
         self.i
+    }
+
+    /// Moves the cursor to `i` (clamped to the end of the text); used after a fast path
+    /// (`super::fast`) has consumed a value itself.
+    #[inline]
+    pub(crate) fn set_offset(&mut self, i: usize) {
+        self.i = i.min(self.b.len());
     }
 
     fn err(&self, expected: &'static str) -> SyntaxError {
@@ -94,16 +140,15 @@ impl<'a> Scanner<'a> {
         self.expect(b'"', "'\"'")?;
         let start = self.i;
         loop {
-            let rest = self.b.get(self.i..).unwrap_or_default();
-            match memchr::memchr2(b'"', b'\\', rest) {
+            match string_stop(self.b, self.i) {
                 None => {
                     self.i = self.b.len();
                     return Err(self.err("closing '\"'"));
                 }
                 Some(k) => {
-                    self.i += k;
-                    if self.b[self.i] == b'"' {
-                        let s = &self.b[start..self.i];
+                    self.i = k;
+                    if self.b[k] == b'"' {
+                        let s = &self.b[start..k];
                         self.i += 1;
                         return Ok(s);
                     }

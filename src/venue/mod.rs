@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock. See `../shared/polymarket/PROTOCOL.md` for the facts encoded here.
 
 pub mod decode;
+mod fast;
 pub mod gamma;
 pub mod json;
 pub mod subscribe;
