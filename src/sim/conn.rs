@@ -56,6 +56,9 @@ pub(crate) struct ConnShared {
     stream: TcpStream,
     /// Set when the connection is over (closed by either side, dropped, killed).
     pub(crate) closed: AtomicBool,
+    /// Set by the reader when its loop is over: the writer drains its queue, then ends even
+    /// if a sender is still alive somewhere (e.g. a `Register` queued behind a core `Stop`).
+    pub(crate) reader_done: AtomicBool,
     /// Dropped because its queue overflowed (a slow subscriber).
     pub(crate) killed_slow: AtomicBool,
     /// Data frames written (not counting `PONG`).
@@ -91,6 +94,7 @@ impl ConnShared {
             peer,
             stream: stream.try_clone()?,
             closed: AtomicBool::new(false),
+            reader_done: AtomicBool::new(false),
             killed_slow: AtomicBool::new(false),
             frames: AtomicU64::new(0),
             messages: AtomicU64::new(0),

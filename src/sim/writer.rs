@@ -11,8 +11,9 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tungstenite::protocol::Role;
 use tungstenite::{Message, Utf8Bytes, WebSocket};
 
@@ -126,7 +127,21 @@ impl Writer {
         if self.ws.flush().is_err() {
             return None;
         }
-        self.rx.recv().ok()
+        // Block, but not forever: a sender may outlive the connection (a `Register` still
+        // queued when the core stopped), so the reader's end is checked between waits.
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(item) => return Some(item),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.shared.reader_done.load(Ordering::Relaxed)
+                        || self.shared.closed.load(Ordering::Relaxed)
+                    {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     fn pump(&mut self) -> Exit {

@@ -287,6 +287,7 @@ fn connection(stream: TcpStream, peer: SocketAddr, ctx: &WsContext) {
     }
     // The writer drains what is queued (a close reply, say), then cuts the socket.
     drop(ws);
+    shared.reader_done.store(true, Ordering::Relaxed);
     let _ = writer.join();
 }
 

@@ -328,6 +328,9 @@ impl Decoder {
             out.records.truncate(records_before);
             out.notices.truncate(notices_before);
             stats.records = 0;
+            stats.messages = 0;
+            stats.unknown = 0;
+            stats.unresolved = 0;
             stats.failed += 1;
             out.failures.push(Failure {
                 error: e.into(),
