@@ -5,6 +5,7 @@
 pub mod id;
 pub mod price;
 pub mod record;
+pub(crate) mod swar;
 
 pub use id::{AssetId, AssetInterner};
 pub use price::{NumberError, Price, QuotedPrice, Size};

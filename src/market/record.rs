@@ -10,6 +10,7 @@ use std::num::NonZeroU64;
 
 use super::id::AssetId;
 use super::price::{Price, QuotedPrice, Size};
+use super::swar;
 
 /// Book side. BUY orders rest on the bids, SELL orders on the asks.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -68,33 +69,28 @@ impl BookHash {
 
     /// Parses a 40-hex-digit hash as sent by the venue. Anything else (the docs' placeholder
     /// "0xabc123...", synthetic fixtures) yields `None`: such a hash cannot be verified.
+    #[inline]
     pub fn parse_hex(text: &[u8]) -> Option<BookHash> {
-        if text.len() != 40 {
-            return None;
+        // Five words of 8 hex digits (`swar::hex8`): every one must be hex, the first two
+        // are the prefix. A word at a time, since every `price_change` entry carries one.
+        let text: &[u8; 40] = text.try_into().ok()?;
+        let word = |k: usize| {
+            text.get(k * 8..)
+                .and_then(|r| r.first_chunk::<8>())
+                .map(|c| u64::from_le_bytes(*c))
+        };
+        let hi = swar::hex8(word(0)?)?;
+        let lo = swar::hex8(word(1)?)?;
+        for k in 2..5 {
+            swar::hex8(word(k)?)?;
         }
-        let mut digest = [0u8; 8];
-        for (i, pair) in text[..16].chunks_exact(2).enumerate() {
-            digest[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
-        }
-        if !text[16..].iter().all(|b| hex_val(*b).is_some()) {
-            return None;
-        }
-        Some(BookHash::from_digest(&digest))
+        let prefix = (u64::from(hi) << 32) | u64::from(lo);
+        Some(BookHash::from_digest(&prefix.to_be_bytes()))
     }
 
     /// The prefix as an integer.
     pub fn get(self) -> u64 {
         self.0.get()
-    }
-}
-
-#[inline]
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 
@@ -200,6 +196,69 @@ pub struct Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The digit-by-digit parser `parse_hex` replaced, as the reference.
+    fn parse_hex_reference(text: &[u8]) -> Option<BookHash> {
+        fn hex_val(b: u8) -> Option<u8> {
+            match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'a'..=b'f' => Some(b - b'a' + 10),
+                b'A'..=b'F' => Some(b - b'A' + 10),
+                _ => None,
+            }
+        }
+        if text.len() != 40 {
+            return None;
+        }
+        let mut digest = [0u8; 8];
+        for (i, pair) in text[..16].chunks_exact(2).enumerate() {
+            digest[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+        }
+        if !text[16..].iter().all(|b| hex_val(*b).is_some()) {
+            return None;
+        }
+        Some(BookHash::from_digest(&digest))
+    }
+
+    #[test]
+    fn parse_hex_agrees_with_a_digit_by_digit_reference() {
+        let base = b"9e4f2ff8ba2be56177e8bdc8623dfaba4d18f5c8";
+        let check = |t: &[u8]| {
+            assert_eq!(
+                BookHash::parse_hex(t),
+                parse_hex_reference(t),
+                "{}",
+                String::from_utf8_lossy(t)
+            );
+        };
+        check(base);
+        check(b"0000000000000000000000000000000000000000");
+        check(b"ffffffffffffffffffffffffffffffffffffffff");
+        check(b"FFFFFFFFFFFFFFFFaBcDeF0123456789ABCDEFab");
+        // Every byte value at every position.
+        for pos in 0..40 {
+            for v in 0..=255u8 {
+                let mut t = *base;
+                t[pos] = v;
+                check(&t);
+            }
+        }
+        // Every length around 40, and pseudo-random hex with mixed case.
+        for n in 0..=48 {
+            check(&b"0123456789abcdefABCDEF0123456789abcdef0123456789"[..n]);
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            let mut t = [0u8; 40];
+            for c in &mut t {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *c = b"0123456789abcdefABCDEF"[(x % 22) as usize];
+            }
+            check(&t);
+        }
+    }
 
     #[test]
     fn record_fits_a_cache_line() {

@@ -17,7 +17,7 @@
 use super::fast;
 use super::json::{Scalar, Scanner, SyntaxError};
 use crate::market::{
-    AssetId, Bbo, Event, FieldUpdate, NumberError, Price, QuotedPrice, Record, Side, Size,
+    AssetId, Bbo, BookHash, Event, FieldUpdate, NumberError, Price, QuotedPrice, Record, Side, Size,
 };
 
 /// Why a frame or a message could not be decoded.
@@ -769,7 +769,7 @@ impl Decoder {
                             .map_err(|e| number_error("last_trade_price", t, e))?,
                     ),
                 };
-                let hash = m.hash.and_then(|sp| fast::book_hash(sp.get(text)));
+                let hash = m.hash.and_then(|sp| BookHash::parse_hex(sp.get(text)));
                 // Validate every level before emitting anything for this message.
                 let Some(asset) = resolve(resolver, asset_text) else {
                     stats.unresolved += 1;
@@ -957,7 +957,7 @@ impl Decoder {
                 field: "side",
             })?;
         let bbo = parse_bbo(text, e)?;
-        let hash = hash_span.and_then(|sp| fast::book_hash(sp.get(text)));
+        let hash = hash_span.and_then(|sp| BookHash::parse_hex(sp.get(text)));
         match resolve(resolver, asset_text) {
             Some(asset) => out.records.push(Record {
                 asset,

@@ -13,6 +13,8 @@
 //! engine reads (ids, numbers, hashes, sides, event types) never contain escapes, and a value
 //! that does simply fails to parse as what it should be.
 
+use crate::market::swar::{ONES, zero_bytes};
+
 /// A structural error: where and what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyntaxError {
@@ -24,18 +26,6 @@ pub struct SyntaxError {
 
 /// Deepest nesting [`Scanner::skip_value`] follows before failing.
 const MAX_DEPTH: u32 = 64;
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Bit 7 of each byte of the result is set for the first zero byte of `v` (little-endian
-/// order: the byte at the lowest address is the least significant). Bytes above the first
-/// zero byte may be flagged spuriously (borrow propagation), never bytes below it, so the
-/// lowest set bit is exact, which is all [`string_stop`] uses.
-#[inline(always)]
-pub(crate) fn zero_bytes(v: u64) -> u64 {
-    v.wrapping_sub(ONES) & !v & HIGHS
-}
 
 /// Index of the first `"` or `\` in `b` at or after `from`, or `None` if there is none.
 ///
