@@ -1,10 +1,10 @@
 //! Decode benches: one market-channel text frame → `Record`s, on the event-loop hot path.
 //!
-//! Frames are synthetic but shaped exactly like the venue's compact JSON (PROTOCOL.md §3.1,
+//! Frames are synthetic but shaped exactly like the venue's compact JSON (docs/venue-protocol.md §3.1,
 //! §3.2, key order as in the live captures): 77-digit asset ids, `0x` + 64-hex condition ids,
 //! 40-hex hashes, prices on the 0.001 grid in canonical text ("0.5", "0.52", "0.523"), sizes
 //! with 0–6 decimals. Each bench cycles through [`VARIANTS`] distinct frames so the branch
-//! predictor cannot memorise one message (as `../shared/perf-reference.md` §1 did), and the
+//! predictor cannot memorise one message (as `docs/machine-reference.md` §1 did), and the
 //! resolver is an [`AssetInterner`] pre-filled with every id plus [`FILLER_ASSETS`] others,
 //! so the id lookup runs against an engine-sized table.
 //!
@@ -288,15 +288,15 @@ fn book_fixture(levels_per_side: usize, seed: u64) -> Fixture {
 /// `price_change`: the bulk of the live stream (every order, cancel and fill).
 ///
 /// A regression here is a direct loss of event-loop headroom: at ~400 ns per frame one core
-/// decodes ~2.5 M frames/s; the budget in `perf-reference.md` assumes about 150–250 ns.
+/// decodes ~2.5 M frames/s; the budget in `docs/machine-reference.md` assumes about 150–250 ns.
 fn bench_price_change(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(1));
-    // 1 entry: the perf-reference §1 "price_change×1" shape (380 B), for comparison.
+    // 1 entry: the docs/machine-reference.md §1 "price_change×1" shape (380 B), for comparison.
     price_change_fixture(1, 1).bench(&mut group, "price_change_1");
     // 2 entries: the target (≤ 400 ns), a binary market's two legs.
     price_change_fixture(2, 2).bench(&mut group, "price_change_2");
-    // 5 entries: perf-reference "price_change×5" (1,290 B).
+    // 5 entries: docs/machine-reference.md "price_change×5" (1,290 B).
     price_change_fixture(5, 5).bench(&mut group, "price_change_5");
     group.finish();
 }
@@ -308,11 +308,11 @@ fn bench_price_change(c: &mut Criterion) {
 fn bench_book(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(1));
-    // 30 + 30 = 60 levels: the "60-level book" and perf-reference's "book 30+30".
+    // 30 + 30 = 60 levels: the "60-level book" and the machine reference's "book 30+30".
     book_fixture(30, 30).bench(&mut group, "book_30x30");
     // 60 + 60, in case "60-level" is read per side.
     book_fixture(60, 60).bench(&mut group, "book_60x60");
-    // 200 + 200 (~14 KB): perf-reference's large-frame case.
+    // 200 + 200 (~14 KB): the machine reference's large-frame case.
     book_fixture(200, 200).bench(&mut group, "book_200x200");
     group.finish();
 }
@@ -320,7 +320,7 @@ fn bench_book(c: &mut Criterion) {
 /// `Price::parse` / `Size::parse`, the fixed-point conversion the decoder runs per field.
 ///
 /// 4,096 distinct venue-shaped numbers (half prices, half sizes) stored back to back in one
-/// buffer, as in perf-reference §2; reports ns per conversion. A regression here multiplies
+/// buffer, as in docs/machine-reference.md §2; reports ns per conversion. A regression here multiplies
 /// by every number in every frame (two per level, up to five per `price_change` entry).
 fn bench_numbers(c: &mut Criterion) {
     const N: usize = 4096;
@@ -366,10 +366,10 @@ fn bench_numbers(c: &mut Criterion) {
     group.finish();
 }
 
-/// serde_json's borrowed typed path, every field a `&str` (what perf-reference §1 measured as
+/// serde_json's borrowed typed path, every field a `&str` (what docs/machine-reference.md §1 measured as
 /// "serde_json typed"), on the very frames of `price_change_1` and `book_30x30`.
 ///
-/// Not an alternative implementation: a calibration. perf-reference gives 410 ns and
+/// Not an alternative implementation: a calibration. docs/machine-reference.md gives 410 ns and
 /// 4,760 ns for these shapes on its machine, so the ratio of this bench to those figures
 /// says how fast the machine running the benches is, separately from our own code.
 mod serde_baseline {

@@ -3,7 +3,7 @@
 //! These run on the book workers' hot path: every `price_change` entry is one
 //! [`OrderBook::apply`], every settled group may be one [`BookHasher::prefix`].
 //!
-//! Update streams follow `../shared/perf-reference.md` §4: 1 M records pre-generated on the
+//! Update streams follow `docs/machine-reference.md` §4: 1 M records pre-generated on the
 //! 0.001 tick grid, 30% removals (size 0), applied after a 20 + 20 level snapshot and 100 k
 //! untimed warm-up updates. Two price distributions:
 //! - **near**: offset from the mid drawn as `below(below(200) + 1)` ticks, skewed to the
@@ -352,10 +352,10 @@ fn report_heap(_c: &mut Criterion) {
     report("after_10k_near200", Dist::Near { max_offset: 200 });
 }
 
-/// perf-reference §4 structure (c), rebuilt: a bare sorted `Vec<(u32, u64)>` per side, fed
+/// docs/machine-reference.md §4 structure (c), rebuilt: a bare sorted `Vec<(u32, u64)>` per side, fed
 /// the same `near` stream as `apply/near_1m` as compact `(side, price, size)` tuples.
 ///
-/// A calibration, not a competitor: perf-reference measured 26.6 ns/update for it on its
+/// A calibration, not a competitor: docs/machine-reference.md measured 26.6 ns/update for it on its
 /// machine, so this bench says how fast the machine running the benches is, and the gap to
 /// `apply/near_1m` is what `OrderBook` adds (the 64-byte `Record`, group settling, trust).
 fn bench_apply_baseline(c: &mut Criterion) {

@@ -160,7 +160,8 @@ pub struct Cli {
     /// With `--simulate`: messages per second, in total.
     #[arg(long, env = "POLYPY_SIM_RATE", default_value_t = 2000)]
     pub sim_rate: u32,
-    /// Test hook: SIGUSR1 makes book worker 0 panic (for health tests). Not for production.
+    /// Test hook: SIGUSR1 makes book worker 0 panic; SIGUSR2 stalls it in its handler (a second
+    /// SIGUSR2 releases it). For health tests; not for production.
     #[arg(long, env = "POLYPY_DEBUG_FAULTS", hide = true)]
     pub debug_faults: bool,
 }

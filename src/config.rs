@@ -2,7 +2,7 @@
 //! `main.rs`), validated once, passed by value. Each thread gets only its own part.
 //!
 //! Defaults point at the real Polymarket endpoints and follow the venue's observed limits
-//! (PROTOCOL.md §2.5): 200 assets per connection (hard maximum 500), subscribe frames of at
+//! (docs/venue-protocol.md §2.5): 200 assets per connection (hard maximum 500), subscribe frames of at
 //! most 100 ids, `PING` every 10 s, a 30 s inbound-silence watchdog, reconnect backoff 1 s → 30 s.
 
 use std::num::NonZeroU32;
@@ -69,7 +69,7 @@ pub struct EngineConfig {
     /// Reconnect when nothing arrives for this long.
     pub silence_timeout: Duration,
     /// Reconnect an open connection that has subscribed assets but received no data message
-    /// (only `PONG`s) for this long: the venue's "silent freeze" (PROTOCOL.md §9 #1).
+    /// (only `PONG`s) for this long: the venue's "silent freeze" (docs/venue-protocol.md §8 #1).
     pub data_silence: Duration,
     /// Resync an asset that got no snapshot this long after subscribing.
     pub snapshot_timeout: Duration,

@@ -1,7 +1,7 @@
 //! Thread placement: pin the calling thread to one core, or not.
 //!
 //! Called by each book worker at the start of its own thread. Two traps, from
-//! `shared/perf-reference.md` §3: `core_affinity::get_core_ids()` lists only the cores the
+//! `docs/machine-reference.md` §3: `core_affinity::get_core_ids()` lists only the cores the
 //! *calling* thread may already run on (a thread spawned by a pinned thread inherits its mask),
 //! so the `CoreId` is built directly from the index; and `set_for_current` reports failure
 //! only through its returned bool, which is checked here.

@@ -4,7 +4,7 @@
 //! [`PoolPlanner::plan`] what to do and carries out the returned [`PoolAction`]s (open a
 //! connection with an initial subscription, or subscribe more assets on a live one).
 //!
-//! Rules (seed `ConnectionPool`, PROTOCOL.md §2.5):
+//! Rules (seed `ConnectionPool`, docs/venue-protocol.md §2.5):
 //! - Every token of a market goes on the same connection (a `price_change` names all of a
 //!   market's tokens; records are applied only from the asset's owner connection).
 //! - A connection carries at most `target_per_connection` assets (default 200; the venue

@@ -38,7 +38,7 @@
 //! connection, are recycled into a single replacement. Each repack closes at least one
 //! connection, so repeated repacks converge.
 //!
-//! # Migration protocol (make-before-break, docs/design.md "Correctness rules")
+//! # Migration protocol (make-before-break, `docs/ARCHITECTURE.md` "Recycling")
 //!
 //! The seeds waited a fixed `STABILIZATION_DELAY` (3 s) and then swapped every asset at once,
 //! which applies the new connection's deltas against a book built from the old one. Here each

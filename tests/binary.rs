@@ -1,6 +1,6 @@
 //! The real `polypy` binary against the simulated exchange over loopback: every HTTP
 //! endpoint's shape and status codes, `/ready` 503 → 200, `/orderbook` equal to the sim's
-//! truth, `/health` 503 after a worker fails, SIGTERM under load → exit 0 within 5 s, and
+//! truth, `/health` 503 while a worker is stalled and after it dies, SIGTERM under load → exit 0 within 5 s, and
 //! start-up failures → non-zero exit with a one-line reason.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
@@ -397,7 +397,24 @@ fn endpoints_readiness_truth_and_worker_failure() {
     }
     sim.resume().expect("resume");
 
-    // A worker fails: /health turns 503.
+    // A worker stops making progress (its handler blocks): /health turns 503 …
+    e.signal("USR2");
+    wait_until(
+        "/health 503 (stalled worker)",
+        Duration::from_secs(20),
+        || e.get("/health").0 == 503,
+    );
+    let h = json(&e.get("/health").1);
+    assert_eq!(h["components"]["workers"], false, "{h}");
+    // … and 200 again once it runs.
+    e.signal("USR2");
+    wait_until(
+        "/health 200 (worker released)",
+        Duration::from_secs(20),
+        || e.get("/health").0 == 200,
+    );
+
+    // A worker dies (panics): /health turns 503, the process stays up (every profile).
     e.signal("USR1");
     wait_until("/health 503", Duration::from_secs(20), || {
         e.get("/health").0 == 503

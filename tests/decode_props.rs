@@ -9,9 +9,8 @@
 //!   applied, equals the original levels (and its own hash verifies); random deltas rendered
 //!   as `price_change` frames track a model book.
 //!
-//! Real frames come from `../shared/polymarket/fixtures` when that folder sits beside the
-//! repository (as on developer machines and CI), plus compact copies embedded below so the
-//! tests never run without real shapes. The fuzz target `tools/fuzz/fuzz_targets/decode.rs`
+//! Real frames come from the captured fixtures in `tests/data/polymarket/` (the tests fail
+//! when that folder is missing), plus compact copies embedded below. The fuzz target `tools/fuzz/fuzz_targets/decode.rs`
 //! drives the same harness idea with coverage guidance.
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +29,7 @@ use proptest::sample::{Index, select};
 // ---------------------------------------------------------------------------------------
 // Real frames
 
-/// Compact real frames (PROTOCOL.md §3, copied from the captures it cites), one per shape.
+/// Compact real frames (docs/venue-protocol.md §3, copied from the captures it cites), one per shape.
 const EMBEDDED: &[&str] = &[
     // Live initial dump (array of books), 2026-10-02.
     r#"[{"market":"0x8a9f8be5bef9bc8d36c7895707a4f2561d49de9f5467b6675ba206196e8bd2e2","asset_id":"98756637703320879198441871470345384821367334051929992047845197222571333888980","timestamp":"1790908667676","hash":"9e4f2ff8ba2be56177e8bdc8623dfaba4d18f5c8","bids":[{"price":"0.01","size":"112689"},{"price":"0.02","size":"133687"},{"price":"0.03","size":"41666.32"}],"asks":[{"price":"0.99","size":"37677.02"},{"price":"0.98","size":"25298"},{"price":"0.97","size":"8960.67"}],"tick_size":"0.01","event_type":"book","last_trade_price":"0.140"},{"market":"0x8a9f8be5bef9bc8d36c7895707a4f2561d49de9f5467b6675ba206196e8bd2e2","asset_id":"1111","timestamp":"1790908667676","hash":"0000000000000000000000000000000000000000","bids":[],"asks":[],"tick_size":"0.01","event_type":"book","last_trade_price":""}]"#,
@@ -74,31 +73,38 @@ fn compact(text: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Every real market-channel frame available: embedded copies plus the shared fixtures
+/// Every real market-channel frame available: embedded copies plus the captured fixtures in `tests/data/polymarket/`
 /// (as captured and compacted).
 fn real_frames() -> &'static [Vec<u8>] {
     static FRAMES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     FRAMES.get_or_init(|| {
         let mut frames: Vec<Vec<u8>> = EMBEDDED.iter().map(|s| s.as_bytes().to_vec()).collect();
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/polymarket/fixtures");
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            let mut paths: Vec<_> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    // Market-channel captures only (not Gamma / REST documents).
-                    name.ends_with(".json")
-                        && (name.contains("__ws_") || name.contains("py_ws_messages"))
-                })
-                .collect();
-            paths.sort();
-            for p in paths {
-                if let Ok(bytes) = std::fs::read(&p) {
-                    frames.push(compact(&bytes));
-                    frames.push(bytes);
-                }
-            }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/polymarket");
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("fixture folder {}: {e}", dir.display()));
+        let mut paths: Vec<_> = entries
+            .map(|e| {
+                e.unwrap_or_else(|e| panic!("fixture folder entry: {e}"))
+                    .path()
+            })
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                // Market-channel captures only (not Gamma / REST documents).
+                name.ends_with(".json")
+                    && (name.contains("__ws_") || name.contains("py_ws_messages"))
+            })
+            .collect();
+        paths.sort();
+        assert!(
+            paths.len() >= 15,
+            "expected the market-channel captures in {}, found {}",
+            dir.display(),
+            paths.len()
+        );
+        for p in paths {
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            frames.push(compact(&bytes));
+            frames.push(bytes);
         }
         frames
     })

@@ -1,4 +1,4 @@
-//! Every captured fixture in `../shared/polymarket/fixtures/` through the decoder and books.
+//! Every captured fixture in `tests/data/polymarket/` through the decoder and books.
 //!
 //! TC numbers name the fixture cases; the hash cases prove the server-compatible hash.
 
@@ -13,8 +13,7 @@ use polypy::orderbook::{BookMeta, CheckContext, CheckMode, Effect, HashVerdict, 
 use polypy::venue::{DecodeOutput, Decoder, FrameKind, FrameStats, Notice};
 
 fn fixture(name: &str) -> String {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/polymarket/fixtures");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/polymarket");
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -126,7 +125,7 @@ fn crossing_burst_reproduces_final_book_and_hashes() {
     assert_eq!(entry_ok + entry_bad, 49);
     assert_eq!(
         entry_ok, 47,
-        "47 of 49 per-entry hashes match (PROTOCOL.md §4)"
+        "47 of 49 per-entry hashes match (docs/venue-protocol.md §4)"
     );
     assert_eq!(
         entry_bad, 2,

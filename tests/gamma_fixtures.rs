@@ -5,8 +5,7 @@
 use polypy::venue::gamma::{GammaMarket, parse_market};
 
 fn market(name: &str) -> GammaMarket {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/polymarket/fixtures");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/polymarket");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
     parse_market(&v).unwrap()
@@ -53,8 +52,7 @@ fn closed_and_sports_markets() {
 // TC2: an event nests full market objects.
 #[test]
 fn event_nested_markets() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/polymarket/fixtures");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/polymarket");
     let v: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("nautilus_trader__test_data__gamma_event.json")).unwrap(),
     )

@@ -9,7 +9,7 @@
 use std::process::Command;
 
 fn fixtures() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/polymarket/fixtures")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/polymarket")
 }
 
 fn run(args: &[&std::ffi::OsStr]) -> String {

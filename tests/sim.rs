@@ -26,7 +26,7 @@ use polypy::sim::{ConnStats, ConnTarget, MarketInfo, Sim, SimConfig, SimHandle, 
 use sim_client::{J, Mirror, Read, connect, connect_with, http, wait_for};
 use tungstenite::protocol::WebSocketConfig;
 
-const FIXTURES: &str = "/work/shared/polymarket/fixtures";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/polymarket");
 
 fn fixture(name: &str) -> J {
     let path = PathBuf::from(FIXTURES).join(name);

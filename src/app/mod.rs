@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crossbeam_channel::{RecvTimeoutError, bounded};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
 pub use api::{EngineApi, HttpStatus, READY_TRUSTED_SHARE};
 pub use metrics::MetricsData;
@@ -60,7 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
     // Signals first, so a signal during start-up is not lost.
     let (sig_tx, sig_rx) = bounded::<i32>(16);
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2])
         .context("installing signal handlers")?;
     let signals_handle = signals.handle();
     let signal_thread = std::thread::Builder::new()
@@ -74,10 +74,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         })
         .context("starting the signal thread")?;
 
-    let fail_worker = Arc::new(AtomicUsize::new(usize::MAX));
+    let faults = Arc::new(WorkerFaults::default());
     let factory = if cli.debug_faults {
-        log::warn!("Debug faults enabled: SIGUSR1 makes book worker 0 panic");
-        fault_factory(Arc::clone(&fail_worker))
+        log::warn!(
+            "Debug faults enabled: SIGUSR1 makes book worker 0 panic, \
+             SIGUSR2 stalls it (again: releases it)"
+        );
+        fault_factory(Arc::clone(&faults))
     } else {
         noop_factory()
     };
@@ -131,9 +134,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         match sig_rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
             Ok(SIGUSR1) if cli.debug_faults => {
                 log::warn!("SIGUSR1: book worker 0 will panic at its next record");
-                fail_worker.store(0, Ordering::Release);
+                faults.panic.store(0, Ordering::Release);
             }
-            Ok(SIGUSR1) => log::info!("SIGUSR1 ignored (start with --debug-faults to use it)"),
+            Ok(SIGUSR2) if cli.debug_faults => {
+                let stalled = faults.stall.load(Ordering::Acquire) == 0;
+                if stalled {
+                    log::warn!("SIGUSR2: book worker 0 released");
+                    faults.stall.store(usize::MAX, Ordering::Release);
+                } else {
+                    log::warn!("SIGUSR2: book worker 0 will stall at its next record");
+                    faults.stall.store(0, Ordering::Release);
+                }
+            }
+            Ok(s @ (SIGUSR1 | SIGUSR2)) => {
+                log::info!("Signal {s} ignored (start with --debug-faults to use it)");
+            }
             Ok(s) => break s,
             Err(RecvTimeoutError::Timeout) => {
                 progress.log(api.engine());
@@ -169,6 +184,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Ok(api) => api.into_engine(),
         Err(_) => anyhow::bail!("internal: the HTTP server still holds the engine"),
     };
+    // A stalled debug fault would hold its worker forever.
+    faults.stall.store(usize::MAX, Ordering::Release);
     engine.stop();
     if let Some(sim) = sim {
         sim.stop();
@@ -204,30 +221,52 @@ fn start_sim(cli: &Cli) -> anyhow::Result<SimHandle> {
     Ok(sim)
 }
 
-/// Handlers that panic in worker `fail` at its next record (the `--debug-faults` hook the
-/// health tests use to make a worker fail).
-fn fault_factory(fail: Arc<AtomicUsize>) -> HandlerFactory {
+/// Which book worker a `--debug-faults` hook acts on (`usize::MAX`: none).
+#[derive(Debug)]
+struct WorkerFaults {
+    /// This worker panics at its next record (SIGUSR1).
+    panic: AtomicUsize,
+    /// This worker blocks in its handler until released (SIGUSR2), as a handler that never
+    /// returns would: its heartbeat ages and `/health` turns 503.
+    stall: AtomicUsize,
+}
+
+impl Default for WorkerFaults {
+    fn default() -> WorkerFaults {
+        WorkerFaults {
+            panic: AtomicUsize::new(usize::MAX),
+            stall: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+/// Handlers that panic or stall in a chosen worker at its next record (the `--debug-faults`
+/// hooks the health tests use to make a worker fail).
+fn fault_factory(faults: Arc<WorkerFaults>) -> HandlerFactory {
     Arc::new(move |worker| {
         Box::new(FaultHandler {
             worker,
-            fail: Arc::clone(&fail),
+            faults: Arc::clone(&faults),
         })
     })
 }
 
 struct FaultHandler {
     worker: usize,
-    fail: Arc<AtomicUsize>,
+    faults: Arc<WorkerFaults>,
 }
 
 impl FaultHandler {
     fn check(&self) {
-        if self.fail.load(Ordering::Relaxed) == self.worker {
+        if self.faults.panic.load(Ordering::Relaxed) == self.worker {
             panic!("debug fault: book worker {} told to fail", self.worker);
+        }
+        // A test hook that blocks on purpose; polled so that release and shutdown end it.
+        while self.faults.stall.load(Ordering::Acquire) == self.worker {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
-
 impl Handler for FaultHandler {
     fn on_snapshot(&mut self, _: crate::market::AssetId, _: &crate::orderbook::OrderBook) {
         self.check();

@@ -3,7 +3,7 @@
 //! [`ReconnectScheduler`](super::ReconnectScheduler) on the event-loop thread.
 //!
 //! Attempt `n` (0-based) has the ceiling `min(max, base × factor^n)`: 1 s, 2 s, 4 s, 8 s, 16 s,
-//! 30 s, 30 s, … with the defaults (PROTOCOL.md §2.3: the official Rust client uses 1 s → 60 s
+//! 30 s, 30 s, … with the defaults (docs/venue-protocol.md §2.3: the official Rust client uses 1 s → 60 s
 //! ×2; the engine caps at 30 s because a missing book costs more than a few extra attempts).
 //!
 //! The default jitter is *equal jitter*: a delay is uniform in `[ceiling / 2, ceiling]`. It keeps

@@ -1,5 +1,5 @@
 //! [`ConnectionConfig`]: per-connection settings, validated by construction (durations are
-//! `Duration`s, sizes are bytes). `Default` holds the real venue's values (PROTOCOL.md §2.3:
+//! `Duration`s, sizes are bytes). `Default` holds the real venue's values (docs/venue-protocol.md §2.3:
 //! text `PING` every 10 s; treat ~30 s without any inbound frame as a dead socket).
 //! Built once at start-up on the main thread, cloned into each connection.
 

@@ -12,7 +12,7 @@ use std::{
 use super::ConnectionError;
 
 /// The venue's public market channel. The path must be `/ws/market`: the bare `/ws/` answers 404
-/// (PROTOCOL.md §1).
+/// (docs/venue-protocol.md §1).
 pub const POLYMARKET_MARKET_URL: &str = "wss://ws-subscriptions-clob.polymarket.com/ws/market";
 
 /// `ws` (plain TCP) or `wss` (TLS).

@@ -10,7 +10,7 @@
 //! 3. **Stagger**: consecutive attempts are at least `min_spacing` apart.
 //!
 //! Why: the venue throttles many simultaneous sockets from one IP and answers bursts of opens
-//! with HTTP 429 (PROTOCOL.md §2.5), so a network blip that drops 250 connections must not
+//! with HTTP 429 (docs/venue-protocol.md §2.5), so a network blip that drops 250 connections must not
 //! turn into 250 simultaneous handshakes. Defaults: 5 attempts per second, 50 ms apart; a
 //! single reconnect is never slowed by the cap, a storm drains at 5 per second.
 

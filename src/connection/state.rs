@@ -23,7 +23,7 @@ use super::{
     stream::Stream,
 };
 
-/// The text the venue expects as keep-alive (PROTOCOL.md §2.3).
+/// The text the venue expects as keep-alive (docs/venue-protocol.md §2.3).
 pub const PING: &str = "PING";
 /// The venue's answer to [`PING`]. Counted and consumed; never passed to `on_frame`.
 pub const PONG: &str = "PONG";

@@ -4,7 +4,7 @@
 //! last page; a repeated cursor stops the scan) and fall back to `/markets` offsets where the
 //! keyset endpoint is unavailable (404, 422 or 503 "not configured"; offsets stop at the
 //! venue's ~2,000 limit). Every call has a timeout; 429, 5xx and transport errors are retried
-//! with exponential backoff (PROTOCOL.md §7).
+//! with exponential backoff (docs/venue-protocol.md §7).
 
 use std::time::Duration;
 

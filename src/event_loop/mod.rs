@@ -9,7 +9,7 @@
 //! Nothing here blocks, sleeps, logs per message or allocates per message once warm (the
 //! decoder and router reuse their buffers). Logs are for transitions only.
 //!
-//! Correctness rules enforced here (`../shared/design.md`):
+//! Correctness rules enforced here (`docs/ARCHITECTURE.md`, "Invariants"):
 //! - A record is applied only when it arrives on its asset's owner connection; entries for
 //!   other assets are dropped and counted (`foreign_entries`).
 //! - Anything that may have lost data (a reconnect, a full ring, a frame that failed to

@@ -1,6 +1,6 @@
 //! One asset's L2 book: apply records, track trust, verify against the venue's own checks.
 //!
-//! Rules (from `../shared/design.md` and PROTOCOL.md §4–§5):
+//! Rules (`docs/ARCHITECTURE.md` "Invariants", `docs/venue-protocol.md` §4–§5):
 //! - A book is trusted only from a complete `book` snapshot on; deltas before that are skipped.
 //! - `tick_size_change` makes the book untrusted until the next snapshot.
 //! - Checks run when a *same-timestamp group* settles (the next record with another timestamp,

@@ -1,4 +1,4 @@
-//! The venue's book hash, computed exactly as the server does (PROTOCOL.md §4).
+//! The venue's book hash, computed exactly as the server does (docs/venue-protocol.md §4).
 //!
 //! `sha1_hex(compact_json(summary))` where the summary has the keys, in this order,
 //! `market, asset_id, timestamp, hash(""), bids, asks, min_order_size, tick_size, neg_risk,

@@ -4,7 +4,7 @@
 //! is appended as it arrives, the best level is `last()` (O(1)), the hash walks the vector
 //! front to back, and most updates (which cluster at the touch) move few elements.
 //! `ASK` selects the ordering at compile time. Measured against a BTreeMap and dense arrays
-//! in `../shared/perf-reference.md` §4 and in `benches/orderbook.rs`.
+//! in `docs/machine-reference.md` §4 and in `benches/orderbook.rs`.
 
 use crate::market::{Price, Size};
 

@@ -2,7 +2,7 @@
 //!
 //! [`Clock`] turns one `Instant` taken at start into Unix milliseconds/microseconds that never
 //! go backwards (the wall clock can), so per-asset timestamps are non-decreasing. The
-//! formatting functions print the three date shapes Gamma mixes (PROTOCOL.md §7.4): RFC 3339
+//! formatting functions print the three date shapes Gamma mixes (docs/venue-protocol.md §7.4): RFC 3339
 //! with a variable fraction (`2026-03-12T09:25:00Z`, `…05.41Z`, `…01.328428Z`), the bare date
 //! (`2026-03-12`) and the Postgres form of `closedTime` (`2026-05-09 02:07:01+00`).
 //!

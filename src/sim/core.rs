@@ -588,7 +588,7 @@ impl Core {
         match req.op {
             ClientOp::Initial if slot.initialized => {
                 // Re-sending the initial message on an open socket adds nothing
-                // (PROTOCOL.md §2.2).
+                // (docs/venue-protocol.md §2.2).
             }
             ClientOp::Initial | ClientOp::Subscribe => {
                 slot.initialized = true;

@@ -5,7 +5,7 @@
 //! once, tagged with a [`Route`] the core uses to pick the connections that get it. Steps of
 //! markets nobody listens to update the books without hashing or writing anything.
 //!
-//! Message rules (PROTOCOL.md §3–§4):
+//! Message rules (docs/venue-protocol.md §3–§4):
 //! - a quote is one `price_change` whose entries cover both tokens (YES and its NO mirror, in
 //!   random order); each entry carries the hash and best bid/ask of its asset's book right
 //!   after that entry, at the message timestamp;
@@ -458,7 +458,7 @@ impl Exchange {
         if !send {
             return messages;
         }
-        // Every entry of the group carries the final state (PROTOCOL.md §4).
+        // Every entry of the group carries the final state (docs/venue-protocol.md §4).
         let finals = [yes, no].map(|a| {
             let t = &self.books[a as usize];
             (self.hasher.hex(t.book(), ts), t.bbo())

@@ -223,7 +223,7 @@ pub(crate) fn plan_trade(rng: &mut fastrand::Rng, yes: &OrderBook, fair: Price) 
 }
 
 /// The tick a market should trade on given its YES touch: cent-tick markets move to the milli
-/// tick below 0.04 / above 0.96 and back once inside 0.05..0.95 (PROTOCOL.md §3.3).
+/// tick below 0.04 / above 0.96 and back once inside 0.05..0.95 (docs/venue-protocol.md §3.3).
 pub(crate) fn wanted_tick(
     base: Price,
     current: Price,

@@ -1,4 +1,4 @@
-//! The Gamma API: market records and their pagination (PROTOCOL.md §7).
+//! The Gamma API: market records and their pagination (docs/venue-protocol.md §7).
 //!
 //! Each market is rendered once into a [`Card`] (re-rendered when it closes), with Gamma's
 //! real field shapes: `conditionId`; `clobTokenIds`, `outcomes` and `outcomePrices` as

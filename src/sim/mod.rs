@@ -1,7 +1,7 @@
 //! A simulated Polymarket exchange on loopback: market WebSocket, Gamma, CLOB REST, ground
 //! truth and faults, for tests, benches, `polypy-sim` and `polypy --simulate`.
 //!
-//! It speaks the real wire protocol (`shared/polymarket/PROTOCOL.md`, the captured
+//! It speaks the real wire protocol (`docs/venue-protocol.md`, the captured
 //! fixtures): key orders, string numbers, bids ascending / asks descending, array frames,
 //! the trade hash quirk, tick-size changes, subscription limits. Its true books are the
 //! foundation's [`crate::orderbook::OrderBook`]s and every hash it sends is
@@ -100,7 +100,7 @@ pub struct SimConfig {
     /// Percent of flow steps that are trades. Default 8.
     pub trade_percent: u32,
     /// Assets one connection may subscribe; beyond it the connection silently gets no data
-    /// (PROTOCOL.md §2.5). Default 500.
+    /// (docs/venue-protocol.md §2.5). Default 500.
     pub max_assets_per_conn: usize,
     /// Ids one subscribe frame may carry; more and the server closes the socket. Default 100.
     pub max_ids_per_frame: usize,

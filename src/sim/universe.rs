@@ -344,7 +344,7 @@ pub(crate) fn start_book(rng: &mut fastrand::Rng, tick: Price, fair: Price) -> S
 }
 
 /// Picks a starting YES price: mostly mid-range, some near the extremes where tick sizes
-/// change (PROTOCOL.md §3.3).
+/// change (docs/venue-protocol.md §3.3).
 fn random_fair(rng: &mut fastrand::Rng) -> Price {
     let raw = match rng.u32(..20) {
         0 | 1 => rng.u32(25_000..70_000),
@@ -542,7 +542,7 @@ impl Universe {
             *slot = a;
         }
         let fair = random_fair(rng);
-        // A cent-tick market near the extremes trades on the milli tick (PROTOCOL.md §3.3).
+        // A cent-tick market near the extremes trades on the milli tick (docs/venue-protocol.md §3.3).
         let tick = if base_tick == TICK_CENT && !(40_000..=960_000).contains(&fair.raw()) {
             TICK_MILLI
         } else {

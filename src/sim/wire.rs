@@ -1,6 +1,6 @@
 //! Market-channel and CLOB REST message text, byte for byte as the venue prints it.
 //!
-//! Key orders follow the captured fixtures (PROTOCOL.md §3, §6): initial-dump `book`s are
+//! Key orders follow the captured fixtures (docs/venue-protocol.md §3, §6): initial-dump `book`s are
 //! `market, asset_id, timestamp, hash, bids, asks, tick_size, event_type, last_trade_price`,
 //! post-trade `book`s `market, asset_id, bids, asks, hash, timestamp, event_type`,
 //! `price_change` `market, price_changes[asset_id, price, size, side, hash, best_bid,

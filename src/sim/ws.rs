@@ -6,7 +6,7 @@
 //! thread (`writer.rs`), registers the connection with the core, then reads client frames:
 //! text `PING` is answered `PONG` (through the writer, so a stalled connection still answers),
 //! subscription frames go to the core, and a frame naming more than `max_ids_per_frame`
-//! assets makes the server close the socket shortly after (PROTOCOL.md §2.5).
+//! assets makes the server close the socket shortly after (docs/venue-protocol.md §2.5).
 //!
 //! The reader's tungstenite instance never writes to the socket itself: its automatic replies
 //! (pong, close) are forwarded to the writer as raw bytes, so frames never interleave.

@@ -1,4 +1,4 @@
-//! Market-channel frames → [`Record`]s (PROTOCOL.md §2.4 and §3).
+//! Market-channel frames → [`Record`]s (docs/venue-protocol.md §2.4 and §3).
 //!
 //! One call decodes one text frame: `PONG`, `NO NEW ASSETS`, a JSON object, or a JSON array
 //! of objects. Each object is one message; its keys may come in any order, so the whole object
@@ -423,7 +423,7 @@ impl Decoder {
     }
 
     /// Fast path: a whole message in one of the venue's compact layouts (`sim::wire` writes
-    /// them; PROTOCOL.md §3.1–§3.2):
+    /// them; docs/venue-protocol.md §3.1–§3.2):
     ///
     /// * `price_change`: `market, price_changes[…], timestamp, event_type`;
     /// * initial-dump `book`: `market, asset_id, timestamp, hash, bids, asks, tick_size,
@@ -728,7 +728,7 @@ impl Decoder {
             Some(b"best_bid_ask") => Kind::BestBidAsk,
             Some(b"new_market") => Kind::NewMarket,
             Some(b"market_resolved") => Kind::Resolved,
-            // Very old initial snapshots had no event_type (PROTOCOL.md §2.4).
+            // Very old initial snapshots had no event_type (docs/venue-protocol.md §2.4).
             None if m.bids.is_some() || m.asks.is_some() => Kind::Book,
             // Some captures of the current price_change form lack event_type too.
             None if m.changes.is_some() => Kind::PriceChange,
@@ -1447,22 +1447,21 @@ mod tests {
         }
     }
 
-    /// The shared captures (when present beside the repository), as captured and compacted.
+    /// The captured fixtures (`tests/data/polymarket/`), as captured and compacted.
     #[test]
     fn shared_fixtures_agree() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/polymarket/fixtures");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/polymarket");
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("fixture folder {}: {e}", dir.display()));
+        let mut seen = 0;
+        for entry in entries {
+            let entry = entry.expect("fixture folder entry");
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.contains("ws_") || !name.ends_with(".json") {
                 continue;
             }
-            let Ok(text) = std::fs::read(entry.path()) else {
-                continue;
-            };
+            seen += 1;
+            let text = std::fs::read(entry.path()).unwrap_or_else(|e| panic!("{name}: {e}"));
             both(&text);
             both(&compact(&text));
             // The nautilus burst fixture holds one message per array element; decode each
@@ -1471,6 +1470,11 @@ mod tests {
                 both(line);
             }
         }
+        assert!(
+            seen >= 15,
+            "expected the market-channel captures in {}, found {seen}",
+            dir.display()
+        );
     }
 
     #[test]

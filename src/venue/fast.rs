@@ -1,6 +1,6 @@
 //! Fixed-layout fast paths for the market channel's hot objects.
 //!
-//! The venue writes compact JSON with a fixed key order (PROTOCOL.md §3.1–§3.2, the captured
+//! The venue writes compact JSON with a fixed key order (docs/venue-protocol.md §3.1–§3.2, the captured
 //! fixtures, and `sim::wire`, which copies them): book levels are always
 //! `{"price":"…","size":"…"}` and `price_change` entries
 //! `{"asset_id":"…","price":"…","size":"…","side":"…","hash":"…","best_bid":"…","best_ask":"…"}`.

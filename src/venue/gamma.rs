@@ -1,4 +1,4 @@
-//! Gamma API market records (PROTOCOL.md §7): parsing only, no I/O.
+//! Gamma API market records (docs/venue-protocol.md §7): parsing only, no I/O.
 //!
 //! Gamma is lenient and irregular: `clobTokenIds` and `outcomes` are JSON arrays encoded as
 //! strings, tick and minimum size are JSON numbers (strings elsewhere), dates come in several

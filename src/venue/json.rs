@@ -4,7 +4,7 @@
 //! `price_change` in ≤ 400 ns and a 60-level `book` in ≤ 4 µs. serde_json's borrowed typed
 //! path costs about 410 ns for a 1-entry message and 4.8 µs for a 30+30 book on this machine,
 //! and allocates a `Vec` per list; a span-recording scanner measured 144 ns and 0.5–1.6 µs
-//! (`../shared/perf-reference.md` §1). This scanner records byte spans into the caller's
+//! (`docs/machine-reference.md` §1). This scanner records byte spans into the caller's
 //! reused vectors and never allocates.
 //!
 //! Scope: it validates structure (objects, arrays, strings, literals, numbers) strictly

@@ -1,6 +1,6 @@
 //! The venue's wire protocol (Polymarket CLOB market channel): bytes in, records out.
 //!
-//! Pure: no I/O, no clock. See `../shared/polymarket/PROTOCOL.md` for the facts encoded here.
+//! Pure: no I/O, no clock. See `docs/venue-protocol.md` for the facts encoded here.
 
 pub mod decode;
 mod fast;

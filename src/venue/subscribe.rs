@@ -1,4 +1,4 @@
-//! Subscription frames the client sends on the market channel (PROTOCOL.md §2.1–§2.2).
+//! Subscription frames the client sends on the market channel (docs/venue-protocol.md §2.1–§2.2).
 //!
 //! Frames carry at most [`MAX_IDS_PER_FRAME`] ids: the venue closes the socket on frames with
 //! thousands of ids (issue Polymarket/rs-clob-client-v2#116), so callers chunk with

@@ -2,8 +2,11 @@
 //!
 //! Each book worker thread owns one [`Handler`], created by the [`HandlerFactory`] with the
 //! worker's index, and calls it synchronously after each record changed one of its books.
-//! A handler runs on the hot path: it must not block, and a panic kills the worker (the
-//! engine then reports itself unhealthy; see `WorkerHandle::is_alive`).
+//! A handler runs on the hot path and must not block. The same failure behaviour holds in
+//! every build profile (docs/ARCHITECTURE.md, "When a book worker fails"): a handler that
+//! panics ends its worker alone (the engine keeps running and `/health` reports 503 for
+//! good); a handler that blocks stops the worker's heartbeat, and after the heartbeat
+//! timeout `/health` reports 503 until it returns. See `WorkerHandle::is_alive`.
 //!
 //! Call order per record: first the content callback (`on_snapshot`, `on_change`,
 //! `on_trade`, `on_tick_size`), then `on_trust_change` if the record changed the book's
@@ -17,6 +20,10 @@ use crate::market::{AssetId, Record};
 use crate::orderbook::{OrderBook, UntrustReason};
 
 /// Callbacks from a book worker. Every method has a no-op default.
+///
+/// Called on the worker's hot path: return quickly and never block. A panic here ends the
+/// worker (the engine stays up and reports 503); blocking stops its heartbeat (503 after the
+/// heartbeat timeout, until the call returns). Both hold in every build profile.
 pub trait Handler: Send {
     /// A complete `book` snapshot was applied; the book is trusted.
     fn on_snapshot(&mut self, _asset: AssetId, _book: &OrderBook) {}

@@ -1,6 +1,6 @@
 //! What a book worker does when its ring is empty. Runs on the book worker thread.
 //!
-//! A parked thread costs 12–50 µs to wake on this VM (`shared/perf-reference.md` §3), a
+//! A parked thread costs 12–50 µs to wake on this VM (`docs/machine-reference.md` §3), a
 //! spinning one burns a core. The default [`IdleStrategy::Backoff`] spins briefly (a burst's
 //! next batch usually arrives within microseconds), then yields (gives the core to the event
 //! loop when they share it), then parks for at most 1 ms at a time, so an idle engine costs

@@ -505,12 +505,20 @@ impl std::fmt::Debug for BookWorker {
     }
 }
 
-struct RunningGuard(Arc<WorkerStats>);
+struct RunningGuard(usize, Arc<WorkerStats>);
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        // Also runs when the worker unwinds from a panic (a handler's, say).
-        self.0.beat.running.store(false, Ordering::Release);
+        // Also runs when the worker unwinds from a panic (a handler's, say): the same path in
+        // every build profile (none aborts on panic).
+        self.1.beat.running.store(false, Ordering::Release);
+        if std::thread::panicking() {
+            log::error!(
+                "Book worker {} died (panic): its books are no longer updated or served; \
+                 /health reports 503 until the process is restarted",
+                self.0
+            );
+        }
     }
 }
 
@@ -606,7 +614,7 @@ impl BookWorker {
     pub fn run(mut self) {
         let stats = self.stats();
         stats.beat.running.store(true, Ordering::Release);
-        let _running = RunningGuard(Arc::clone(&stats));
+        let _running = RunningGuard(self.id, Arc::clone(&stats));
         self.pin(&stats);
         log::info!(
             "Book worker started: worker={} placement={:?}",
