@@ -18,13 +18,32 @@
 //!   snapshot).
 //! - Every subscribed asset must see a snapshot within `snapshot_timeout`, else it is resynced.
 
+//!
+//! | file | owns / does | seed component |
+//! |---|---|---|
+//! | `run.rs` | [`EventLoop`]: poll, connection lifetimes (connected, lost, reconnect), the one send path, timers | 4 (connections, with `connection/`) |
+//! | `frame.rs` | `Core`: the per-frame hot path (decode, owner check, route), decode failures | 1, 3, 6 (with `venue/`, `registry.rs`, `handoff/`) |
+//! | `subscriptions.rs` | registering assets, carrying out the pool plan | 5 (with `pool.rs`) |
+//! | `lifecycle.rs` | expiry, cleanup, `new_market` / `market_resolved` | 8 (with `discovery/`) |
+//! | `recycling.rs` | recycles: candidates, replacements, finish / roll back | 9 (with `recycler.rs`) |
+//! | `resync.rs` | the watchdogs' shell and resubscribing wanted assets | — |
+//! | `config.rs` | [`LoopConfig`], [`LoopShared`], [`ResyncCause`], lifecycle types | — |
+//! | `snapshot.rs` | owned views for `/stats` and `/markets`, and building them | — |
+//! | `commands.rs` | [`Command`]s other threads send | — |
+
 pub mod commands;
+mod config;
+mod frame;
+mod lifecycle;
+mod recycling;
+mod resync;
 mod run;
 pub mod snapshot;
+mod subscriptions;
 
 pub use commands::Command;
-pub use run::{
-    EventLoop, LifecycleCounts, LifecycleEvent, LifecycleHook, LoopConfig, LoopShared, ResyncCause,
-    WAKER,
+pub use config::{
+    LifecycleCounts, LifecycleEvent, LifecycleHook, LoopConfig, LoopShared, ResyncCause,
 };
+pub use run::{EventLoop, WAKER};
 pub use snapshot::{LoopSnapshot, MarketView};

@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::run::EventLoop;
+use crate::registry::AssetStatus;
+use std::time::Instant;
+
 /// Registry counts (seed `registry`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RegistryView {
@@ -149,4 +153,119 @@ pub struct MarketView {
     pub end_date: Option<String>,
     /// pending / subscribed / expired (of its first token).
     pub status: String,
+}
+
+impl EventLoop {
+    pub(super) fn snapshot(&self, now: Instant) -> LoopSnapshot {
+        let r = &self.core.registry;
+        let mut stats = Vec::with_capacity(self.conns.len());
+        for (id, slot) in &self.conns {
+            let s = slot.conn.stats();
+            let counts = r.connection_stats(*id);
+            stats.push(ConnectionView {
+                connection_id: format!("conn-{id}"),
+                status: slot.conn.status().as_str().to_string(),
+                subscribed_markets: counts.active,
+                messages_received: s.messages,
+                bytes_received: s.bytes,
+                parse_errors: s.parse_errors,
+                reconnects: s.reconnects,
+                uptime: s
+                    .connected_since
+                    .map(|t| now.duration_since(t).as_secs_f64())
+                    .unwrap_or(0.0),
+                age_seconds: now.duration_since(slot.created).as_secs_f64(),
+                last_message_age: s
+                    .last_message_at
+                    .map(|t| now.duration_since(t).as_secs_f64()),
+                total: counts.total,
+                active: counts.active,
+                expired: counts.expired,
+                pollution_ratio: counts.pollution_ratio,
+            });
+        }
+        let rs = self.core.router_stats.snapshot();
+        let mut integrity = self.core.stats.clone();
+        integrity.resyncs = self
+            .core
+            .resync_counts
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect();
+        integrity.awaiting_snapshot = self.core.awaiting.len();
+        LoopSnapshot {
+            registry: RegistryView {
+                total_markets: r.len(),
+                conditions: r.conditions().count(),
+                pending: r.pending_count(),
+                subscribed: r.count(AssetStatus::Subscribed),
+                expired: r.count(AssetStatus::Expired),
+            },
+            pool: PoolView {
+                connection_count: self.conns.len(),
+                active_connections: stats.iter().filter(|c| c.status == "connected").count(),
+                total_capacity: self.planner.total_capacity(),
+                stats,
+            },
+            router: RouterView {
+                messages_routed: rs.messages_routed,
+                messages_dropped: rs.messages_dropped,
+                batches_sent: rs.batches_sent,
+                queue_full_events: rs.queue_full_events,
+                routing_errors: rs.routing_errors
+                    + integrity.foreign_entries
+                    + integrity.unknown_assets,
+                queue_depths: rs
+                    .queue_depths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (format!("worker_{i}"), *d as usize))
+                    .collect(),
+            },
+            integrity,
+            recycler: {
+                let mut v = serde_json::to_value(self.core.recycler.stats()).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("is_running".into(), true.into());
+                }
+                v
+            },
+            lifecycle: self.core.lifecycle,
+        }
+    }
+
+    pub(super) fn markets(&self) -> Vec<MarketView> {
+        let r = &self.core.registry;
+        let mut out = Vec::new();
+        for cond in r.conditions() {
+            let ids = r.by_condition(cond);
+            let entries: Vec<_> = ids.iter().filter_map(|a| r.get(*a)).collect();
+            let Some(first) = entries.first() else {
+                continue;
+            };
+            if first.status != AssetStatus::Subscribed {
+                continue;
+            }
+            out.push(MarketView {
+                condition_id: cond.to_string(),
+                question: first.info.question.clone(),
+                outcomes: entries.iter().map(|e| e.info.outcome.clone()).collect(),
+                tokens: entries
+                    .iter()
+                    .map(|e| TokenView {
+                        token_id: e.info.token.clone(),
+                        outcome: e.info.outcome.clone(),
+                    })
+                    .collect(),
+                end_date: first.info.end_ms.and_then(|ms| {
+                    jiff::Timestamp::from_millisecond(ms as i64)
+                        .ok()
+                        .map(|t| t.to_string())
+                }),
+                status: "subscribed".into(),
+            });
+        }
+        out.sort_by(|a, b| a.condition_id.cmp(&b.condition_id));
+        out
+    }
 }

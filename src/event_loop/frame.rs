@@ -1,0 +1,142 @@
+//! The per-frame hot path (event-loop thread): decode a frame once, check each record's
+//! owner connection, hand it to the router, and turn decode failures into resyncs.
+//! [`Core`] is everything a frame touches, split from the connections so both can be
+//! borrowed at once. No allocation, lock or log line per message.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+
+use super::config::{LifecycleCounts, ResyncCause};
+use super::snapshot;
+use crate::handoff::{Router, RouterStats};
+use crate::market::{AssetId, Event};
+use crate::recycler::Recycler;
+use crate::registry::{ConnId, Registry};
+use crate::venue::{DecodeOutput, Decoder, Notice};
+use std::sync::Arc;
+
+/// Everything a frame touches; split from the connections so both can be borrowed at once.
+pub(super) struct Core {
+    pub(super) registry: Registry,
+    pub(super) decoder: Decoder,
+    pub(super) out: DecodeOutput,
+    pub(super) router: Router,
+    pub(super) router_stats: Arc<RouterStats>,
+    pub(super) workers_of: Vec<u16>,
+    /// When each asset last received a record (ns), for the asset-silence watchdog.
+    pub(super) last_record_ns: Vec<u64>,
+    /// Assets subscribed and waiting for a snapshot, with the time they started waiting.
+    pub(super) awaiting: FxHashMap<AssetId, Instant>,
+    /// Assets to resync at the next tick, with the cause.
+    pub(super) wanted: FxHashMap<AssetId, ResyncCause>,
+    pub(super) last_resync: FxHashMap<AssetId, Instant>,
+    pub(super) stats: snapshot::IntegrityView,
+    pub(super) resync_counts: BTreeMap<&'static str, u64>,
+    pub(super) lost: Vec<AssetId>,
+    pub(super) notices: Vec<Notice>,
+    /// Expired assets in expiry order, with the Unix ms they expired at (for cleanup).
+    pub(super) expired_queue: std::collections::VecDeque<(u64, AssetId)>,
+    pub(super) lifecycle: LifecycleCounts,
+    /// Recycles in progress; consulted on the hot path only for a snapshot that arrives on
+    /// a connection that does not own its asset.
+    pub(super) recycler: Recycler,
+}
+
+impl Core {
+    /// Decodes one frame from `conn` and routes its records.
+    pub(super) fn on_frame(&mut self, conn: ConnId, text: &str, recv_ns: u64) {
+        self.out.clear();
+        let mut resolver = RegistryResolver(&self.registry);
+        let (_, fs) = self
+            .decoder
+            .decode(text.as_bytes(), recv_ns, &mut resolver, &mut self.out);
+        self.stats.frames += 1;
+        self.stats.messages += u64::from(fs.messages);
+        self.stats.unknown_messages += u64::from(fs.unknown);
+        self.stats.decode_failures += u64::from(fs.failed);
+        self.stats.unknown_assets += u64::from(fs.unresolved);
+        for i in 0..self.out.records.len() {
+            let rec = self.out.records[i];
+            if self.registry.owner(rec.asset) != Some(conn) && !self.try_move(conn, &rec) {
+                self.stats.foreign_entries += 1;
+                continue;
+            }
+            if let Event::BookBegin { .. } = rec.event {
+                self.awaiting.remove(&rec.asset);
+            }
+            if let Some(t) = self.last_record_ns.get_mut(rec.asset.index()) {
+                *t = recv_ns;
+            }
+            // Unregistered assets are counted by the router.
+            let _ = self.router.route(rec);
+        }
+        if !self.out.failures.is_empty() {
+            self.on_failures(conn);
+        }
+        if !self.out.notices.is_empty() {
+            self.notices.append(&mut self.out.notices);
+        }
+    }
+
+    /// A frame (or part) failed to decode: every asset it may have carried data for is
+    /// marked untrusted and resynced. Cold path (allocates).
+    pub(super) fn on_failures(&mut self, conn: ConnId) {
+        let failures = std::mem::take(&mut self.out.failures);
+        let mut hit: Vec<AssetId> = Vec::new();
+        for f in &failures {
+            hit.extend(f.assets.iter().copied());
+            for m in &f.markets {
+                hit.extend(self.registry.by_condition(m).iter().copied());
+            }
+            if f.assets.is_empty() && f.markets.is_empty() {
+                // Names nothing: anything on this connection may have lost data.
+                hit.extend(self.registry.by_connection(conn));
+                self.stats.unattributed_failures += 1;
+            }
+        }
+        hit.sort_unstable();
+        hit.dedup();
+        for asset in hit {
+            if self.registry.owner(asset) == Some(conn) {
+                self.mark_lost(asset);
+                self.want(asset, ResyncCause::DecodeFailure);
+            }
+        }
+        self.out.failures = failures;
+    }
+
+    /// A record from a connection that does not own its asset: when it is the snapshot a
+    /// recycle waits for, the asset moves to this connection now (make-before-break).
+    #[cold]
+    pub(super) fn try_move(&mut self, conn: ConnId, rec: &crate::market::Record) -> bool {
+        if !matches!(rec.event, Event::BookBegin { .. }) || !self.recycler.is_replacement(conn) {
+            return false;
+        }
+        match self.recycler.on_snapshot(conn, rec.asset, Instant::now()) {
+            Some(m) => {
+                self.registry.mark_subscribed(m.asset, m.to);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn mark_lost(&mut self, asset: AssetId) {
+        let _ = self.router.mark_data_loss(asset);
+    }
+
+    pub(super) fn want(&mut self, asset: AssetId, cause: ResyncCause) {
+        self.wanted.entry(asset).or_insert(cause);
+    }
+}
+
+/// Resolves token ids against the registry (never interns: unknown assets are counted).
+struct RegistryResolver<'a>(&'a Registry);
+
+impl crate::venue::AssetResolver for RegistryResolver<'_> {
+    fn resolve(&mut self, token: &str) -> Option<AssetId> {
+        self.0.resolve(token)
+    }
+}
