@@ -358,6 +358,13 @@ impl EngineHandle {
         self.send(Command::ForceRecycle(conn))
     }
 
+    /// Fault injection for tests and drills: the next frame the engine sends on connection
+    /// `conn` fails as if the socket's write side broke (its read side keeps working). The
+    /// engine must handle it like any lost connection. Returns false if the loop is gone.
+    pub fn inject_send_failure(&self, conn: u32) -> bool {
+        self.send(Command::InjectSendFailure(conn))
+    }
+
     /// Asks the event loop for its statistics.
     pub fn loop_snapshot(&self, deadline: Duration) -> Option<LoopSnapshot> {
         let (tx, rx) = bounded(1);

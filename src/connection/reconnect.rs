@@ -2,9 +2,13 @@
 //! Pure (time is passed in as `now`), owned by the event-loop thread, shared by all connections.
 //!
 //! Three rules, applied together:
-//! 1. **Per-connection backoff**: a failed connection waits its [`Backoff`] delay (1 s → 30 s,
-//!    ×2, equal jitter). The jitter also spreads connections that failed in the same instant.
-//!    A connection that had stayed up for `stable_after` starts over at the first step.
+//! 1. **Lost healthy connections come back at once; failing attempts back off.** A connection
+//!    that had completed its handshake and stayed up for `stable_after` (default 1 s) before it
+//!    was lost is retried after a small random delay (`healthy_jitter`, default ≤ 100 ms, so a
+//!    venue-wide drop does not reconnect everything in the same instant) and its backoff starts
+//!    over. Backoff exists to spare a venue that refuses connections: while attempts
+//!    themselves fail (connect, TLS or upgrade errors, or accepted and dropped within
+//!    `stable_after`), each waits its [`Backoff`] delay (1 s → 30 s, ×2, equal jitter).
 //! 2. **Global rate cap**: at most `max_attempts_per_window` attempts over all connections in
 //!    any `rate_window` (sliding window, exact: no window of that length ever holds more).
 //! 3. **Stagger**: consecutive attempts are at least `min_spacing` apart.
@@ -32,10 +36,12 @@ pub struct ReconnectConfig {
     pub rate_window: Duration,
     /// Smallest gap between two attempts. Default 50 ms.
     pub min_spacing: Duration,
-    /// A connection that stayed connected this long before failing restarts its backoff at the
-    /// first step; one that failed sooner (accepted, then dropped: a flapping subscription)
-    /// keeps backing off. Default 30 s.
+    /// A connection that stayed connected this long before it was lost is healthy: it is
+    /// retried within `healthy_jitter` and its backoff restarts; one lost sooner (accepted,
+    /// then dropped: a flapping subscription) keeps backing off. Default 1 s.
     pub stable_after: Duration,
+    /// Largest random delay before retrying a lost healthy connection. Default 100 ms.
+    pub healthy_jitter: Duration,
 }
 
 impl Default for ReconnectConfig {
@@ -45,7 +51,8 @@ impl Default for ReconnectConfig {
             max_attempts_per_window: 5,
             rate_window: Duration::from_secs(1),
             min_spacing: Duration::from_millis(50),
-            stable_after: Duration::from_secs(30),
+            stable_after: Duration::from_secs(1),
+            healthy_jitter: Duration::from_millis(100),
         }
     }
 }
@@ -99,23 +106,28 @@ impl ReconnectScheduler {
         })
     }
 
-    /// Asks for a reconnect of `conn` after its next backoff delay. Returns the earliest time
-    /// the attempt may start (the rate cap may push it later). If an attempt is already pending,
-    /// it is kept and its time returned; the backoff does not advance.
+    /// Asks for a reconnect of `conn`: within `healthy_jitter` when it was lost after being
+    /// up for `stable_after`, else after its next backoff delay. Returns the earliest time the
+    /// attempt may start (the rate cap may push it later). If an attempt is already pending, it
+    /// is kept and its time returned; the backoff does not advance.
     pub fn request(&mut self, conn: u32, now: Instant) -> Instant {
         if let Some(&(at, _)) = self.pending.iter().find(|(_, c)| *c == conn) {
             return at;
         }
         let stable_after = self.config.stable_after;
+        let jitter_ns = self.config.healthy_jitter.as_nanos() as u64;
+        let jitter = Duration::from_nanos(self.rng.u64(0..=jitter_ns));
         let slot = self.slot(conn);
-        if slot
+        let healthy = slot
             .connected_at
             .take()
-            .is_some_and(|since| now.saturating_duration_since(since) >= stable_after)
-        {
+            .is_some_and(|since| now.saturating_duration_since(since) >= stable_after);
+        let at = if healthy {
             slot.backoff.reset();
-        }
-        let at = now + slot.backoff.next_delay();
+            now + jitter
+        } else {
+            now + slot.backoff.next_delay()
+        };
         self.pending.push((at, conn));
         at
     }
@@ -284,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_per_connection_and_resets_after_stable() {
+    fn backoff_grows_while_attempts_fail_and_healthy_loss_comes_back_at_once() {
         let config = ReconnectConfig {
             backoff: BackoffConfig::default().with_jitter(Jitter::None),
             ..ReconnectConfig::default()
@@ -296,19 +308,28 @@ mod tests {
             let at = s.request(7, now);
             delays.push((at - now).as_secs());
             assert_eq!(s.due(at).collect::<Vec<_>>(), [7]);
-            // Connected, but dropped after 1 s: not stable, keep backing off.
+            // Connected, but dropped after 0.5 s: not stable, keep backing off.
             s.connected(7, at);
-            now = at + Duration::from_secs(1);
+            now = at + ms(500);
         }
         assert_eq!(delays, [1, 2, 4, 8]);
-        s.connected(7, now);
-        now += Duration::from_secs(31);
+        // Failed attempts (never connected) escalate too.
         let at = s.request(7, now);
-        assert_eq!(
-            at - now,
-            Duration::from_secs(1),
-            "stable connection starts over"
-        );
+        assert_eq!(at - now, Duration::from_secs(16));
+        assert_eq!(s.due(at).collect::<Vec<_>>(), [7]);
+        now = at;
+        // Up for 5 s, then dropped (a venue that drops every connection every 5 s): back
+        // within the jitter, every time, and a later failed attempt starts at 1 s again.
+        for _ in 0..10 {
+            s.connected(7, now);
+            now += Duration::from_secs(5);
+            let at = s.request(7, now);
+            assert!(at - now <= ms(100), "{:?}", at - now);
+            assert_eq!(s.due(at).collect::<Vec<_>>(), [7]);
+            now = at;
+        }
+        let at = s.request(7, now);
+        assert_eq!(at - now, Duration::from_secs(1), "failed attempt after a reset");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct Connection {
     /// TLS config actually used: `config.tls`, or webpki roots built on the first `wss` connect.
     tls: Option<Arc<ClientConfig>>,
     stats: ConnectionStats,
+    /// Fault injection ([`inject_send_failure`](Self::inject_send_failure)).
+    fail_next_send: bool,
 }
 
 impl fmt::Debug for Connection {
@@ -117,6 +119,7 @@ impl Connection {
             state: State::Disconnected,
             tls,
             stats: ConnectionStats::default(),
+            fail_next_send: false,
         }
     }
 
@@ -143,6 +146,13 @@ impl Connection {
     /// Counts a frame the caller failed to parse.
     pub fn record_parse_error(&mut self) {
         self.stats.parse_errors += 1;
+    }
+
+    /// Fault injection for tests and drills: the next [`send_text`](Self::send_text) fails as
+    /// if the socket's write side broke (the connection is torn down as for any send error);
+    /// reading is unaffected until then.
+    pub fn inject_send_failure(&mut self) {
+        self.fail_next_send = true;
     }
 
     /// Records how many assets the caller has subscribed on this connection.
@@ -296,8 +306,15 @@ impl Connection {
             let status = self.status();
             return Err(self.invalid("send text", status));
         };
-        let result = postponed_ok(live.ws.write(Message::text(text)))
-            .and_then(|()| postponed_ok(live.ws.flush()));
+        let result = if std::mem::take(&mut self.fail_next_send) {
+            Err(tungstenite::Error::Io(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "injected send failure",
+            )))
+        } else {
+            postponed_ok(live.ws.write(Message::text(text)))
+                .and_then(|()| postponed_ok(live.ws.flush()))
+        };
         match result {
             Ok(()) => {
                 self.stats.sent += 1;

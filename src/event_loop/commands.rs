@@ -20,6 +20,9 @@ pub enum Command {
     ForceSubscribe,
     /// Recycle a connection now (seed `force_recycle`).
     ForceRecycle(ConnId),
+    /// Fault injection: the next frame sent on this connection fails as if its write side
+    /// broke (see `Connection::inject_send_failure`).
+    InjectSendFailure(ConnId),
     /// Answer with the loop's statistics.
     Snapshot(Sender<LoopSnapshot>),
     /// Answer with the followed markets.

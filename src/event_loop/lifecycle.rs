@@ -11,7 +11,7 @@ use crate::connection::Status;
 use crate::market::AssetId;
 use crate::registry::{AssetInfo, AssetStatus, ConnId};
 use crate::venue::Notice;
-use crate::venue::subscribe::{self, Operation};
+use crate::venue::subscribe::Operation;
 
 impl EventLoop {
     pub(super) fn expire(&mut self, ids: &[AssetId], now_ms: u64) {
@@ -50,6 +50,7 @@ impl EventLoop {
                 hook(&LifecycleEvent::MarketExpired { condition, tokens });
             }
         }
+        let now = std::time::Instant::now();
         for (conn, assets) in by_conn {
             let Some(slot) = self.conns.get_mut(&conn) else {
                 continue;
@@ -58,16 +59,8 @@ impl EventLoop {
             if slot.conn.status() != Status::Connected {
                 continue;
             }
-            let tokens: Vec<&str> = assets
-                .iter()
-                .filter_map(|a| self.core.registry.token(*a))
-                .collect();
-            for chunk in subscribe::chunks(&tokens) {
-                let _ = slot.conn.send_text(
-                    self.poll.registry(),
-                    &subscribe::operation(Operation::Unsubscribe, chunk.iter().copied()),
-                );
-            }
+            let frames = self.op_frames(Operation::Unsubscribe, &assets);
+            self.send_frames(conn, &frames, now);
         }
     }
 

@@ -10,7 +10,7 @@ use super::run::EventLoop;
 use crate::connection::Status;
 use crate::market::AssetId;
 use crate::registry::ConnId;
-use crate::venue::subscribe::{self, Operation};
+use crate::venue::subscribe::Operation;
 
 impl EventLoop {
     pub(super) fn watchdogs(&mut self, now: Instant) {
@@ -114,23 +114,9 @@ impl EventLoop {
             by_conn.entry(conn).or_default().push(a);
         }
         for (conn, assets) in by_conn {
-            let Some(slot) = self.conns.get_mut(&conn) else {
-                continue;
-            };
-            let tokens: Vec<&str> = assets
-                .iter()
-                .filter_map(|a| self.core.registry.token(*a))
-                .collect();
-            for chunk in subscribe::chunks(&tokens) {
-                let _ = slot.conn.send_text(
-                    self.poll.registry(),
-                    &subscribe::operation(Operation::Unsubscribe, chunk.iter().copied()),
-                );
-                let _ = slot.conn.send_text(
-                    self.poll.registry(),
-                    &subscribe::operation(Operation::Subscribe, chunk.iter().copied()),
-                );
-            }
+            let mut frames = self.op_frames(Operation::Unsubscribe, &assets);
+            frames.extend(self.op_frames(Operation::Subscribe, &assets));
+            self.send_frames(conn, &frames, now);
         }
     }
 }

@@ -230,7 +230,7 @@ impl EventLoop {
             tokens.len(),
             self.endpoint.url()
         );
-        let mut frames = Vec::new();
+        let mut frames = Vec::with_capacity(1 + tokens.len() / subscribe::MAX_IDS_PER_FRAME);
         let mut chunks = subscribe::chunks(&tokens);
         frames.push(subscribe::initial(
             chunks.next().unwrap_or_default().iter().copied(),
@@ -242,12 +242,12 @@ impl EventLoop {
                 chunk.iter().copied(),
             ));
         }
-        for f in &frames {
-            if let Err(e) = slot.conn.send_text(self.poll.registry(), f) {
-                self.on_error(conn_id, now, &e);
-                return;
-            }
+        if !self.send_frames(conn_id, &frames, now) {
+            return;
         }
+        let Some(slot) = self.conns.get(&conn_id) else {
+            return;
+        };
         // A replacement's assets are still owned by the old connection: the recycler's
         // deadline, not the snapshot watchdog, covers them.
         for a in &slot.assets {
@@ -255,6 +255,34 @@ impl EventLoop {
                 self.core.awaiting.insert(*a, now);
             }
         }
+    }
+
+    /// The one send path: every frame for the venue goes through here. A send that fails has
+    /// torn its connection down (`Connection::send_text`) and is handled exactly like a failed
+    /// read: lost → its books untrusted → reconnect → resubscribe (→ fresh snapshots).
+    /// Returns whether every frame was queued.
+    pub(super) fn send_frames(&mut self, conn_id: ConnId, frames: &[String], now: Instant) -> bool {
+        let Some(slot) = self.conns.get_mut(&conn_id) else {
+            return false;
+        };
+        for f in frames {
+            if let Err(e) = slot.conn.send_text(self.poll.registry(), f) {
+                self.on_error(conn_id, now, &e);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `op` frames for `assets`, in the venue's batch size.
+    pub(super) fn op_frames(&self, op: Operation, assets: &[AssetId]) -> Vec<String> {
+        let tokens: Vec<&str> = assets
+            .iter()
+            .filter_map(|a| self.core.registry.token(*a))
+            .collect();
+        subscribe::chunks(&tokens)
+            .map(|chunk| subscribe::operation(op, chunk.iter().copied()))
+            .collect()
     }
 
     /// A connection died: its assets' books may have missed data.
@@ -338,6 +366,12 @@ impl EventLoop {
             Command::ForceRecycle(conn) => {
                 log::info!("Recycle requested: conn={conn}");
                 self.core.recycler.force(conn);
+            }
+            Command::InjectSendFailure(conn) => {
+                if let Some(slot) = self.conns.get_mut(&conn) {
+                    log::warn!("Fault injected: the next send on conn={conn} fails");
+                    slot.conn.inject_send_failure();
+                }
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot(Instant::now()));

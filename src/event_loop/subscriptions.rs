@@ -12,7 +12,7 @@ use crate::connection::{Connection, Status};
 use crate::orderbook::BookMeta;
 use crate::pool::PoolAction;
 use crate::registry::{AssetInfo, ConnId};
-use crate::venue::subscribe::{self, Operation};
+use crate::venue::subscribe::Operation;
 
 impl EventLoop {
     pub(super) fn add_assets(&mut self, infos: Vec<AssetInfo>) {
@@ -91,21 +91,15 @@ impl EventLoop {
                     let Some(slot) = self.conns.get_mut(&conn) else {
                         continue;
                     };
-                    let tokens: Vec<&str> = assets
-                        .iter()
-                        .filter_map(|a| self.core.registry.token(*a))
-                        .collect();
-                    for chunk in subscribe::chunks(&tokens) {
-                        let _ = slot.conn.send_text(
-                            self.poll.registry(),
-                            &subscribe::operation(Operation::Subscribe, chunk.iter().copied()),
-                        );
-                    }
+                    // Registered before sending: a failed send loses the connection, and its
+                    // reconnect then subscribes these assets with the rest.
+                    slot.assets.extend(assets.iter().copied());
                     for a in &assets {
                         self.core.registry.mark_subscribed(*a, conn);
                         self.core.awaiting.insert(*a, now);
                     }
-                    slot.assets.extend(assets);
+                    let frames = self.op_frames(Operation::Subscribe, &assets);
+                    self.send_frames(conn, &frames, now);
                 }
             }
         }
