@@ -19,7 +19,7 @@ use crate::config::{EngineConfig, IdleMode};
 use crate::connection::{ConnectionConfig, Endpoint};
 use crate::discovery::{Discovery, DiscoveryConfig, RetryPolicy};
 use crate::event_loop::{
-    Command, EventLoop, LoopConfig, LoopShared, LoopSnapshot, MarketView, WAKER,
+    Command, EventLoop, LoopConfig, LoopShared, LoopSnapshot, MarketView, Stamped, WAKER,
 };
 use crate::handoff::RouterStats;
 use crate::http::{BookAnswer, Components, Health};
@@ -365,18 +365,29 @@ impl EngineHandle {
         self.send(Command::InjectSendFailure(conn))
     }
 
-    /// Asks the event loop for its statistics.
-    pub fn loop_snapshot(&self, deadline: Duration) -> Option<LoopSnapshot> {
+    /// The event loop's statistics as of now: the loop builds and publishes a snapshot and
+    /// answers with it (`None` when it did not answer within `deadline`). For callers that
+    /// need the state after their own actions; readers that poll use
+    /// [`published_snapshot`](Self::published_snapshot), which never asks the loop.
+    pub fn loop_snapshot(&self, deadline: Duration) -> Option<Arc<Stamped<LoopSnapshot>>> {
         let (tx, rx) = bounded(1);
         self.send(Command::Snapshot(tx));
         rx.recv_timeout(deadline).ok()
     }
 
-    /// The followed markets.
-    pub fn markets(&self, deadline: Duration) -> Option<Vec<MarketView>> {
-        let (tx, rx) = bounded(1);
-        self.send(Command::Markets(tx));
-        rx.recv_timeout(deadline).ok()
+    /// The snapshot the loop last published (every
+    /// [`SNAPSHOT_INTERVAL`](crate::event_loop::published::SNAPSHOT_INTERVAL)), if it is at
+    /// most `max_age` older than due; `None` means the loop is stuck or gone. Never asks the
+    /// loop, so readers cannot slow it down however often they read.
+    pub fn published_snapshot(&self, max_age: Duration) -> Option<Arc<Stamped<LoopSnapshot>>> {
+        let s = self.shared.published.snapshot()?;
+        (s.at.elapsed() <= max_age + crate::event_loop::published::SNAPSHOT_INTERVAL).then_some(s)
+    }
+
+    /// The followed markets, as the loop last published them (rebuilt when the registry
+    /// changes). `None` before the loop's first publication.
+    pub fn markets(&self) -> Option<Arc<Stamped<Vec<MarketView>>>> {
+        self.shared.published.markets()
     }
 
     /// Each worker's statistics.
@@ -455,7 +466,18 @@ impl EngineHandle {
     /// `lifecycle`, `recycler`) plus `integrity`. `None` when the event loop did not answer
     /// within `deadline`.
     pub fn stats(&self, deadline: Duration) -> Option<serde_json::Value> {
-        let snap = self.loop_snapshot(deadline)?;
+        Some(self.stats_of(&*self.loop_snapshot(deadline)?))
+    }
+
+    /// [`stats`](Self::stats) from the published snapshot (see
+    /// [`published_snapshot`](Self::published_snapshot)): what `/stats` serves.
+    pub fn published_stats(&self, max_age: Duration) -> Option<serde_json::Value> {
+        Some(self.stats_of(&*self.published_snapshot(max_age)?))
+    }
+
+    fn stats_of(&self, stamped: &Stamped<LoopSnapshot>) -> serde_json::Value {
+        let snap = &stamped.value;
+        let snap_age = stamped.at.elapsed().as_secs_f64();
         let workers = self.worker_stats();
         let latency = self.latency();
         let rs = self.router_stats();
@@ -513,7 +535,7 @@ impl EngineHandle {
         ) {
             l.extend(counts);
         }
-        Some(serde_json::json!({
+        serde_json::json!({
             "running": self.shared.running.load(Ordering::Acquire),
             "uptime_seconds": self.uptime().as_secs_f64(),
             "registry": snap.registry,
@@ -527,7 +549,8 @@ impl EngineHandle {
             "lifecycle": lifecycle,
             "recycler": snap.recycler,
             "integrity": integrity,
-        }))
+            "snapshot_age_seconds": snap_age,
+        })
     }
 
     /// Seconds since start.

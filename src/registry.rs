@@ -88,6 +88,8 @@ pub struct Registry {
     pending: BTreeSet<AssetId>,
     counts: [usize; 3],
     expirations: BTreeSet<(u64, AssetId)>,
+    /// Grows by one on every change; readers rebuild their views only when it moved.
+    revision: u64,
 }
 
 const NO_OWNER: ConnId = u32::MAX;
@@ -101,6 +103,11 @@ fn status_slot(s: AssetStatus) -> usize {
 }
 
 impl Registry {
+    /// Changes so far: equal revisions, equal contents.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
     /// An empty registry.
     pub fn new() -> Registry {
         Registry::default()
@@ -109,6 +116,7 @@ impl Registry {
     /// Adds an asset as pending; returns its id and whether it was new. Re-adding a known
     /// asset updates its facts (a removed asset comes back as pending).
     pub fn add_asset(&mut self, info: AssetInfo) -> (AssetId, bool) {
+        self.revision += 1;
         let id = self.interner.intern(&info.token);
         let idx = id.index();
         if self.entries.len() <= idx {
@@ -245,6 +253,7 @@ impl Registry {
 
     /// Marks an asset subscribed on `conn` and makes `conn` its owner.
     pub fn mark_subscribed(&mut self, id: AssetId, conn: ConnId) {
+        self.revision += 1;
         if self.get(id).is_none() {
             return;
         }
@@ -255,6 +264,7 @@ impl Registry {
     /// Moves an asset's ownership to another connection (or none), atomically for the
     /// event loop: the next record is checked against the new owner.
     pub fn reassign_connection(&mut self, id: AssetId, conn: Option<ConnId>) {
+        self.revision += 1;
         let Some(entry) = self.entries.get_mut(id.index()).and_then(Option::as_mut) else {
             return;
         };
@@ -275,6 +285,7 @@ impl Registry {
 
     /// Puts an asset back to pending (its connection is gone or it must be resubscribed).
     pub fn mark_pending(&mut self, id: AssetId) {
+        self.revision += 1;
         self.reassign_connection(id, None);
         self.set_status(id, AssetStatus::Pending);
     }
@@ -282,6 +293,7 @@ impl Registry {
     /// Marks an asset expired at `now_ms`. It keeps its connection entry (counted as
     /// pollution) until the connection is recycled, but stops owning updates.
     pub fn mark_expired(&mut self, id: AssetId, now_ms: u64) {
+        self.revision += 1;
         let Some(entry) = self.entries.get_mut(id.index()).and_then(Option::as_mut) else {
             return;
         };
@@ -292,6 +304,7 @@ impl Registry {
 
     /// Removes an asset entirely (after the cleanup grace period).
     pub fn remove(&mut self, id: AssetId) -> Option<AssetEntry> {
+        self.revision += 1;
         self.reassign_connection(id, None);
         let entry = self.entries.get_mut(id.index())?.take()?;
         self.counts[status_slot(entry.status)] -= 1;

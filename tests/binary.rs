@@ -244,10 +244,21 @@ fn endpoints_readiness_truth_and_worker_failure() {
         assert!(h["components"][c].is_boolean(), "{c}: {h}");
     }
 
-    // /stats: the seeds' structure plus integrity.
-    let (status, body) = e.get("/stats");
-    assert_eq!(status, 200);
+    // /stats: the seeds' structure plus integrity, from the snapshot the loop publishes
+    // every 500 ms (so it may lag readiness by that much).
+    let mut body = String::new();
+    wait_until(
+        "/stats shows the 200 subscribed assets",
+        Duration::from_secs(5),
+        || {
+            let (status, b) = e.get("/stats");
+            assert_eq!(status, 200);
+            body = b;
+            json(&body)["registry"]["subscribed"] == 200
+        },
+    );
     let s = json(&body);
+    assert!(s["snapshot_age_seconds"].as_f64() < Some(2.0), "{s}");
     assert_eq!(s["running"], true);
     for k in ["total_markets", "pending", "subscribed", "expired"] {
         assert!(s["registry"][k].is_u64(), "registry.{k}: {s}");
@@ -300,9 +311,18 @@ fn endpoints_readiness_truth_and_worker_failure() {
     assert_eq!(status, 200);
     check_prometheus(&body);
 
-    // /markets.
-    let (status, body) = e.get("/markets");
-    assert_eq!(status, 200);
+    // /markets: published by the loop when the registry changed (at most once a second).
+    let mut body = String::new();
+    wait_until(
+        "/markets lists the 100 markets",
+        Duration::from_secs(5),
+        || {
+            let (status, b) = e.get("/markets");
+            assert_eq!(status, 200);
+            body = b;
+            json(&body).as_array().is_some_and(|a| a.len() == 100)
+        },
+    );
     let m = json(&body);
     let markets = m.as_array().expect("array");
     assert_eq!(markets.len(), 100);

@@ -84,8 +84,8 @@ impl ApiSource for EngineApi {
     fn stats(&self) -> Result<serde_json::Value, String> {
         let mut v = self
             .engine
-            .stats(DEADLINE)
-            .ok_or("the event loop did not answer in time")?;
+            .published_stats(DEADLINE)
+            .ok_or("the event loop has published no statistics for too long")?;
         if let Some(o) = v.as_object_mut() {
             o.insert(
                 "http".into(),
@@ -100,16 +100,16 @@ impl ApiSource for EngineApi {
 
     fn metrics(&self) -> Result<String, String> {
         let data = super::metrics::MetricsData::gather(&self.engine, DEADLINE)
-            .ok_or("the event loop did not answer in time")?;
+            .ok_or("the event loop has published no statistics for too long")?;
         data.render().map_err(|e| format!("encoding metrics: {e}"))
     }
 
     fn markets(&self) -> Result<serde_json::Value, String> {
         let m = self
             .engine
-            .markets(DEADLINE)
-            .ok_or("the event loop did not answer in time")?;
-        serde_json::to_value(m).map_err(|e| e.to_string())
+            .markets()
+            .ok_or("the event loop has not published its markets yet")?;
+        serde_json::to_value(&m.value).map_err(|e| e.to_string())
     }
 
     fn book(&self, asset_id: &str, depth: usize) -> Result<Option<BookAnswer>, String> {

@@ -6,6 +6,7 @@
 //! collector encodes it. Histograms are real: cumulative bucket counts from the workers'
 //! log-linear histograms (exact to one bucket width), not averages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -16,7 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::engine::EngineHandle;
-use crate::event_loop::LoopSnapshot;
+use crate::event_loop::{LoopSnapshot, Stamped};
 use crate::handoff::RouterStatsSnapshot;
 use crate::worker::{CumulativeHistogram, WorkerStatsSnapshot};
 
@@ -43,7 +44,7 @@ const LATENCY_BOUNDS_NS: &[u64] = &[
 pub struct MetricsData {
     uptime: Duration,
     healthy: bool,
-    snap: LoopSnapshot,
+    snap: Arc<Stamped<LoopSnapshot>>,
     router: RouterStatsSnapshot,
     workers: Vec<WorkerStatsSnapshot>,
     latency: CumulativeHistogram,
@@ -51,12 +52,13 @@ pub struct MetricsData {
 }
 
 impl MetricsData {
-    /// Copies the engine's figures; `None` when the event loop does not answer in time.
-    pub fn gather(engine: &EngineHandle, deadline: Duration) -> Option<MetricsData> {
+    /// Copies the engine's figures (the loop's published snapshot); `None` when the loop has
+    /// published nothing for `max_age` beyond due.
+    pub fn gather(engine: &EngineHandle, max_age: Duration) -> Option<MetricsData> {
         Some(MetricsData {
             uptime: engine.uptime(),
             healthy: engine.health().healthy,
-            snap: engine.loop_snapshot(deadline)?,
+            snap: engine.published_snapshot(max_age)?,
             router: engine.router_stats(),
             workers: engine.worker_stats(),
             latency: engine.latency_cumulative(LATENCY_BOUNDS_NS),

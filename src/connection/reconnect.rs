@@ -329,7 +329,11 @@ mod tests {
             now = at;
         }
         let at = s.request(7, now);
-        assert_eq!(at - now, Duration::from_secs(1), "failed attempt after a reset");
+        assert_eq!(
+            at - now,
+            Duration::from_secs(1),
+            "failed attempt after a reset"
+        );
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! Commands other threads send to the event loop (a crossbeam channel plus the loop's
-//! `mio::Waker`). Rare by design: discovery batches, queries from the HTTP thread, control.
+//! `mio::Waker`). Rare by design: discovery batches, token lookups for `/orderbook`, control, fresh
+//! snapshots for tests and embedders. HTTP never asks for statistics or the market list:
+//! the loop publishes them (`published.rs`).
+
+use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
-use super::snapshot::{LoopSnapshot, MarketView};
+use super::published::Stamped;
+use super::snapshot::LoopSnapshot;
+
 use crate::market::AssetId;
 use crate::registry::{AssetInfo, ConnId};
 
@@ -23,10 +29,9 @@ pub enum Command {
     /// Fault injection: the next frame sent on this connection fails as if its write side
     /// broke (see `Connection::inject_send_failure`).
     InjectSendFailure(ConnId),
-    /// Answer with the loop's statistics.
-    Snapshot(Sender<LoopSnapshot>),
-    /// Answer with the followed markets.
-    Markets(Sender<Vec<MarketView>>),
+    /// Build and publish a snapshot now, and answer with it (for callers that need the
+    /// state after their own actions; HTTP reads the published one instead).
+    Snapshot(Sender<Arc<Stamped<LoopSnapshot>>>),
     /// Answer with the asset id and owning worker of a token.
     Locate(String, Sender<Option<(AssetId, usize)>>),
     /// Close every connection and return from `run`.

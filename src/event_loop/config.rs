@@ -47,7 +47,8 @@ impl ResyncCause {
     }
 }
 
-/// Counters the loop publishes for `/health` and `/ready` without a round trip.
+/// What the loop publishes for other threads without a round trip: counters for `/health`
+/// and `/ready`, and the latest snapshot and market list.
 #[derive(Debug, Default)]
 pub struct LoopShared {
     /// The loop is running.
@@ -64,6 +65,8 @@ pub struct LoopShared {
     pub heartbeat_ns: AtomicU64,
     /// Frames received.
     pub frames: AtomicU64,
+    /// The latest snapshot and market list (`published.rs`).
+    pub published: super::published::Published,
 }
 
 /// Event-loop settings (a part of `EngineConfig`).

@@ -29,12 +29,14 @@
 //! | `resync.rs` | the watchdogs' shell and resubscribing wanted assets | — |
 //! | `config.rs` | [`LoopConfig`], [`LoopShared`], [`ResyncCause`], lifecycle types | — |
 //! | `snapshot.rs` | owned views for `/stats` and `/markets`, and building them | — |
+//! | `published.rs` | the lock-free slots they are published in, and when | — |
 //! | `commands.rs` | [`Command`]s other threads send | — |
 
 pub mod commands;
 mod config;
 mod frame;
 mod lifecycle;
+pub mod published;
 mod recycling;
 mod resync;
 mod run;
@@ -45,5 +47,6 @@ pub use commands::Command;
 pub use config::{
     LifecycleCounts, LifecycleEvent, LifecycleHook, LoopConfig, LoopShared, ResyncCause,
 };
+pub use published::{Published, Stamped};
 pub use run::{EventLoop, WAKER};
 pub use snapshot::{LoopSnapshot, MarketView};

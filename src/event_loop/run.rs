@@ -15,6 +15,7 @@ use rustc_hash::FxHashMap;
 use super::commands::Command;
 use super::config::{LifecycleCounts, LoopConfig, LoopShared, ResyncCause};
 use super::frame::Core;
+use super::published::PublishClock;
 use super::snapshot;
 use crate::connection::{
     Connection, ConnectionError, Endpoint, Progress, ReconnectScheduler, Status,
@@ -57,6 +58,7 @@ pub struct EventLoop {
     pub(super) core: Core,
     pub(super) shared: Arc<LoopShared>,
     pub(super) recorder: Option<Sender<(u64, u32, String)>>,
+    pub(super) publish_clock: PublishClock,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -115,6 +117,7 @@ impl EventLoop {
             core,
             shared,
             recorder,
+            publish_clock: PublishClock::default(),
         })
     }
 
@@ -124,6 +127,7 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now();
         let mut next_expiry = Instant::now() + self.config.expiry_interval;
+        self.publish(Instant::now());
         loop {
             let now = Instant::now();
             let timeout = next_tick
@@ -374,10 +378,9 @@ impl EventLoop {
                 }
             }
             Command::Snapshot(reply) => {
-                let _ = reply.send(self.snapshot(Instant::now()));
-            }
-            Command::Markets(reply) => {
-                let _ = reply.send(self.markets());
+                let now = Instant::now();
+                let snap = self.snapshot(now);
+                let _ = reply.send(self.shared.published.store_snapshot(now, snap));
             }
             Command::Locate(token, reply) => {
                 let found = self.core.registry.resolve(&token).map(|id| {
@@ -426,7 +429,19 @@ impl EventLoop {
         self.publish(now);
     }
 
-    pub(super) fn publish(&mut self, _now: Instant) {
+    /// Gauges every tick; the snapshot and market list when due (`published.rs`).
+    pub(super) fn publish(&mut self, now: Instant) {
+        if self.publish_clock.snapshot_due(now) {
+            let snap = self.snapshot(now);
+            self.shared.published.store_snapshot(now, snap);
+        }
+        if self
+            .publish_clock
+            .markets_due(now, self.core.registry.revision())
+        {
+            let markets = self.markets();
+            self.shared.published.store_markets(now, markets);
+        }
         let active = self
             .conns
             .values()
