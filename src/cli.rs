@@ -49,9 +49,6 @@ pub struct Cli {
     /// Gamma API base URL (market discovery).
     #[arg(long, env = "POLYPY_GAMMA_URL", default_value = crate::config::DEFAULT_GAMMA_URL)]
     pub gamma_url: String,
-    /// CLOB REST base URL (book resync).
-    #[arg(long, env = "POLYPY_CLOB_URL", default_value = crate::config::DEFAULT_CLOB_URL)]
-    pub clob_url: String,
     /// Book worker threads (each owns a shard of the books; pinned to a core when possible).
     /// Default: one per core except the event loop's (cores − 1, at least 1).
     #[arg(long, env = "POLYPY_WORKERS", default_value_t = crate::pinning::default_workers())]
@@ -172,7 +169,6 @@ impl Cli {
         let mut c = EngineConfig {
             ws_url: self.ws_url.clone(),
             gamma_url: self.gamma_url.clone(),
-            clob_url: self.clob_url.clone(),
             workers: self.workers,
             pin_workers: !self.no_pin,
             idle: match self.idle {

@@ -15,8 +15,6 @@ use crate::pool::PoolConfig;
 pub const DEFAULT_WS_URL: &str = "wss://ws-subscriptions-clob.polymarket.com/ws/market";
 /// The real Gamma API.
 pub const DEFAULT_GAMMA_URL: &str = "https://gamma-api.polymarket.com";
-/// The real CLOB REST API.
-pub const DEFAULT_CLOB_URL: &str = "https://clob.polymarket.com";
 
 /// How a hot thread waits when it has nothing to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,8 +50,6 @@ pub struct EngineConfig {
     pub ws_url: String,
     /// Gamma base URL.
     pub gamma_url: String,
-    /// CLOB REST base URL.
-    pub clob_url: String,
     /// Book worker threads.
     pub workers: usize,
     /// Pin workers to cores (worker i → core (i + 1) mod cores, the event loop stays free).
@@ -99,7 +95,6 @@ impl Default for EngineConfig {
         EngineConfig {
             ws_url: DEFAULT_WS_URL.into(),
             gamma_url: DEFAULT_GAMMA_URL.into(),
-            clob_url: DEFAULT_CLOB_URL.into(),
             workers: crate::pinning::default_workers(),
             pin_workers: true,
             idle: IdleMode::Adaptive,
@@ -174,7 +169,6 @@ impl EngineConfig {
         };
         url("--ws-url", &self.ws_url, &["ws", "wss"])?;
         url("--gamma-url", &self.gamma_url, &["http", "https"])?;
-        url("--clob-url", &self.clob_url, &["http", "https"])?;
         if self.workers == 0 || self.workers > 256 {
             return Err(ConfigError::Range {
                 flag: "--workers",

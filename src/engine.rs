@@ -211,7 +211,6 @@ impl Engine {
                 IdleMode::Spin => Duration::ZERO,
                 _ => Duration::from_millis(1),
             },
-            workers: config.workers,
             expiry_interval: config.expiry_interval,
             cleanup_grace: config.cleanup_grace,
             lifecycle_hook: hooks.lifecycle.clone(),

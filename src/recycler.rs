@@ -11,10 +11,10 @@
 //!
 //! [`Recycler::candidates`] looks at every connection's [`ConnHealth`] at most once per
 //! `check_interval` (seed `HEALTH_CHECK_INTERVAL`, 60 s) and proposes, most urgent first:
-//! - [`RecycleReason::Unhealthy`]: the connection is silent or some of its assets stalled.
-//!   The event loop reports a connection silent once it has delivered nothing for half the
-//!   data-silence watchdog (so the make-before-break replacement comes before the watchdog's
-//!   reconnect, which would be a gap) and passes `stalled_assets: 0`: a stalled asset is
+//! - [`RecycleReason::Unhealthy`]: the connection is silent. The event loop reports a
+//!   connection silent once it has delivered nothing for half the data-silence watchdog (so
+//!   the make-before-break replacement comes before the watchdog's reconnect, which would be
+//!   a gap). A single stalled asset does not make its connection unhealthy: it is
 //!   resubscribed on its own (`event_loop` watchdogs), since an asset the venue never serves
 //!   would otherwise get its connection recycled again and again;
 //! - [`RecycleReason::Pollution`]: `pollution_ratio ≥ 0.30` (expired / total) and the
@@ -137,8 +137,6 @@ pub struct ConnHealth {
     pub active_assets: usize,
     /// Connected but delivering nothing (the connection's silence watchdog fired).
     pub silent: bool,
-    /// Assets on it that stopped delivering while the connection delivers.
-    pub stalled_assets: usize,
     /// Connected (handshake done, not closed or reconnecting).
     pub open: bool,
 }
@@ -527,8 +525,6 @@ impl Recycler {
             }
             let (reason, urgency) = if h.silent {
                 (RecycleReason::Unhealthy, f64::INFINITY)
-            } else if h.stalled_assets > 0 {
-                (RecycleReason::Unhealthy, h.stalled_assets as f64)
             } else if polluted {
                 (RecycleReason::Pollution, h.pollution_ratio)
             } else if h.age >= self.config.max_age {
@@ -572,7 +568,6 @@ impl Recycler {
                 h.open
                     && !self.busy(h.conn)
                     && !h.silent
-                    && h.stalled_assets == 0
                     && h.age >= self.config.pollution_min_age
                     && h.active_assets > 0
                     && h.active_assets * 2 < target_per_conn
@@ -823,7 +818,6 @@ mod tests {
             pollution_ratio: 0.0,
             active_assets: 100,
             silent: false,
-            stalled_assets: 0,
             open: true,
         }
     }
@@ -893,7 +887,6 @@ mod tests {
             polluted(0, 0.9),
             ConnHealth {
                 age: Duration::from_secs(1),
-                stalled_assets: 3,
                 ..healthy(1)
             },
             ConnHealth {
@@ -910,7 +903,6 @@ mod tests {
             r.candidates(now, &conns),
             vec![
                 recycle(2, RecycleReason::Unhealthy),
-                recycle(1, RecycleReason::Unhealthy),
                 recycle(0, RecycleReason::Pollution),
             ]
         );

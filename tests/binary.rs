@@ -209,8 +209,6 @@ fn endpoints_readiness_truth_and_worker_failure() {
         &sim.ws_url(),
         "--gamma-url",
         &sim.http_url(),
-        "--clob-url",
-        &sim.http_url(),
         "--discovery-interval",
         "1",
         "--debug-faults",

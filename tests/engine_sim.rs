@@ -22,7 +22,6 @@ fn engine_config(sim: &SimHandle) -> EngineConfig {
     let mut c = EngineConfig {
         ws_url: sim.ws_url(),
         gamma_url: sim.http_url(),
-        clob_url: sim.http_url(),
         workers: 2,
         pin_workers: false,
         // Two cores run the sim and the engine: never spin.
@@ -138,6 +137,18 @@ fn books_equal_truth_after_faults_at_5k_msgs_per_second() {
     );
     let integrity = &stats["integrity"];
     assert!(stat(integrity, &["decode_failures"]) > 0, "{integrity}");
+    // ... and charged to the connections they arrived on.
+    let per_conn: u64 = stats["pool"]["stats"]
+        .as_array()
+        .expect("pool.stats")
+        .iter()
+        .map(|c| c["parse_errors"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        per_conn > 0,
+        "no connection counted a parse error: {}",
+        stats["pool"]
+    );
     assert!(
         stat(integrity, &["resyncs", "decode_failure"]) > 0,
         "{integrity}"

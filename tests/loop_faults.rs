@@ -1,6 +1,6 @@
 //! Event-loop failure paths against the simulated exchange: a failed send is a lost connection
 //! (not an orphan whose books freeze while still trusted), and repeated drops of healthy
-//! connections do not collapse availability.
+//! connections do not collapse availability, and HTTP readers cannot make the loop work.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -18,7 +18,6 @@ fn config(sim: &SimHandle) -> EngineConfig {
     EngineConfig {
         ws_url: sim.ws_url(),
         gamma_url: sim.http_url(),
-        clob_url: sim.http_url(),
         pin_workers: false,
         idle: IdleMode::Park,
         ..EngineConfig::default()
@@ -92,6 +91,43 @@ fn failed_send_is_a_lost_connection_not_an_orphan() {
     sim.pause().expect("pause");
     assert_books_equal_truth(&engine, &sim, Duration::from_secs(30));
     engine.stop();
+    sim.stop();
+}
+
+#[test]
+fn polling_stats_does_not_make_the_loop_work() {
+    use polypy::app::{EngineApi, HttpStatus};
+    use polypy::http::ApiSource;
+    use std::sync::atomic::Ordering;
+
+    let sim = sim(50, 500);
+    let engine = Engine::start(config(&sim)).expect("engine");
+    wait_for("100 trusted books", Duration::from_secs(30), || {
+        (engine.trusted_books() == 100).then_some(())
+    });
+    let api = EngineApi::new(engine, std::sync::Arc::new(HttpStatus::default()));
+    let built = || {
+        api.engine()
+            .shared()
+            .snapshots_built
+            .load(Ordering::Relaxed)
+    };
+    let (before, start) = (built(), Instant::now());
+    for _ in 0..500 {
+        assert!(api.stats().is_ok());
+        assert!(api.metrics().is_ok());
+        assert!(api.markets().is_ok());
+    }
+    // The loop builds one snapshot per publishing interval, whatever the readers do (the old
+    // code built one per request: 1,000 here).
+    let intervals = start.elapsed().as_millis() / 500 + 2;
+    let extra = built() - before;
+    assert!(
+        u128::from(extra) <= intervals,
+        "{extra} snapshots built for 1,500 requests in {:?}",
+        start.elapsed()
+    );
+    api.into_engine().stop();
     sim.stop();
 }
 

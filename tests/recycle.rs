@@ -40,7 +40,6 @@ fn config(sim: &SimHandle) -> EngineConfig {
     EngineConfig {
         ws_url: sim.ws_url(),
         gamma_url: sim.http_url(),
-        clob_url: sim.http_url(),
         pin_workers: false,
         idle: IdleMode::Park,
         ..EngineConfig::default()

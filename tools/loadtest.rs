@@ -54,6 +54,10 @@ struct Args {
     /// Sequential GET /health requests (GET /stats: a tenth of these).
     #[arg(long, default_value_t = 2000)]
     http_requests: usize,
+    /// A client polling GET /stats this many times per second during the measured window
+    /// (0 = none): shows whether HTTP readers slow the engine's hot path.
+    #[arg(long, default_value_t = 0)]
+    stats_rps: u32,
     /// Give up waiting for all assets subscribed and trusted after this many seconds.
     #[arg(long, default_value_t = 120)]
     trust_timeout_secs: u64,
@@ -644,7 +648,6 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
     engine_cmd
         .args(["--ws-url", &ws_url])
         .args(["--gamma-url", &sim_http])
-        .args(["--clob-url", &sim_http])
         .args(["--http-host", "127.0.0.1"])
         .args(["--http-port", &port.to_string()])
         .args([
@@ -728,7 +731,29 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
     let w0 = Instant::now();
     let (cpu_e0, cpu_s0) = (cpu_secs(pid, tck), cpu_secs(sim.pid(), tck));
     let (cpu_m0, cpu_l0) = (machine_busy_secs(tck), cpu_secs(std::process::id(), tck));
+    let hammer = (args.stats_rps > 0).then(|| {
+        let (url, rps, until) = (
+            format!("{base}/stats"),
+            args.stats_rps,
+            w0 + Duration::from_secs(args.secs),
+        );
+        thread::spawn(move || {
+            let agent = http_agent();
+            let period = Duration::from_secs(1) / rps;
+            let (mut next, mut ok, mut failed) = (Instant::now(), 0u64, 0u64);
+            while next < until {
+                match get(&agent, &url) {
+                    Ok((200, _)) => ok += 1,
+                    _ => failed += 1,
+                }
+                next += period;
+                thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            (ok, failed)
+        })
+    });
     thread::sleep(Duration::from_secs(args.secs));
+    let hammer = hammer.and_then(|h| h.join().ok());
     engine_died(&mut engine)?;
     let m1 = get(&agent, &format!("{base}/metrics"))?.1;
     let s1 = get_json(&agent, &format!("{base}/stats"))?;
@@ -889,6 +914,7 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
             "secs": args.secs,
             "warmup_secs": args.warmup_secs,
             "http_requests": args.http_requests,
+            "stats_rps": args.stats_rps,
             "engine_args": args.engine_args,
             "logs": logs.display().to_string(),
         },
@@ -910,6 +936,7 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
             "health": health.to_json(),
             "stats": stats.to_json(),
             "stats_fresh_connection": stats_fresh.to_json(),
+            "stats_hammer": hammer.map(|(ok, failed)| json!({"ok": ok, "failed": failed})),
         },
         "shutdown": {
             "engine": engine_exit,

@@ -1,9 +1,11 @@
 //! The HTTP API's view of a running engine: [`EngineApi`] implements
 //! [`ApiSource`](crate::http::ApiSource) over an [`EngineHandle`].
 //!
-//! THREAD: the HTTP thread calls it; every call either reads atomics or asks the event loop /
-//! a book worker through a channel with a deadline, so a busy engine makes a request slow
-//! (bounded), never stuck.
+//! THREAD: the HTTP thread calls it. `/health`, `/ready`, `/stats`, `/metrics` and `/markets`
+//! read atomics and what the event loop published (`event_loop/published.rs`): however often
+//! clients poll them, the loop does no extra work. `/orderbook/{id}` asks the loop to locate
+//! the token (a hash lookup) and the owning worker for the book, each through a channel with a
+//! deadline, so a busy engine makes such a request slow (bounded), never stuck.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

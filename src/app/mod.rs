@@ -52,7 +52,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         let sim = start_sim(&cli)?;
         config.ws_url = sim.ws_url();
         config.gamma_url = sim.http_url();
-        config.clob_url = sim.http_url();
         Some(sim)
     } else {
         None

@@ -143,9 +143,9 @@ impl Connection {
         &self.stats
     }
 
-    /// Counts a frame the caller failed to parse.
-    pub fn record_parse_error(&mut self) {
-        self.stats.parse_errors += 1;
+    /// Counts frames or messages the caller failed to decode.
+    pub fn record_parse_errors(&mut self, n: u64) {
+        self.stats.parse_errors += n;
     }
 
     /// Fault injection for tests and drills: the next [`send_text`](Self::send_text) fails as

@@ -21,7 +21,8 @@ pub struct ConnectionStats {
     pub ignored_frames: u64,
     /// Text frames sent by the caller (`send_text`).
     pub sent: u64,
-    /// Frames the caller could not parse (it reports them with `Connection::record_parse_error`).
+    /// Frames or messages that failed to decode (the event loop reports them with
+    /// `Connection::record_parse_errors`).
     pub parse_errors: u64,
     /// `connect` calls.
     pub connects: u64,

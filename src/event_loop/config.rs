@@ -65,6 +65,9 @@ pub struct LoopShared {
     pub heartbeat_ns: AtomicU64,
     /// Frames received.
     pub frames: AtomicU64,
+    /// Snapshots the loop has built (published ones and fresh ones asked for by
+    /// `Command::Snapshot`): readers of the published snapshot must not move it.
+    pub snapshots_built: AtomicU64,
     /// The latest snapshot and market list (`published.rs`).
     pub published: super::published::Published,
 }
@@ -88,8 +91,6 @@ pub struct LoopConfig {
     pub allow: crate::config::AllowList,
     /// Poll timeout when idle.
     pub idle_poll: Duration,
-    /// Workers (for routing).
-    pub workers: usize,
     /// How often subscribed assets past their end time are expired.
     pub expiry_interval: Duration,
     /// How long an expired asset (and its book) is kept before it is removed.

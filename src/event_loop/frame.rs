@@ -45,8 +45,9 @@ pub(super) struct Core {
 }
 
 impl Core {
-    /// Decodes one frame from `conn` and routes its records.
-    pub(super) fn on_frame(&mut self, conn: ConnId, text: &str, recv_ns: u64) {
+    /// Decodes one frame from `conn` and routes its records; returns how many of its
+    /// messages (or the frame itself) failed to decode.
+    pub(super) fn on_frame(&mut self, conn: ConnId, text: &str, recv_ns: u64) -> u32 {
         self.out.clear();
         let mut resolver = RegistryResolver(&self.registry);
         let (_, fs) = self
@@ -78,6 +79,7 @@ impl Core {
         if !self.out.notices.is_empty() {
             self.notices.append(&mut self.out.notices);
         }
+        fs.failed
     }
 
     /// A frame (or part) failed to decode: every asset it may have carried data for is

@@ -49,7 +49,6 @@ impl EventLoop {
                         pollution_ratio: counts.pollution_ratio,
                         active_assets: counts.active,
                         silent,
-                        stalled_assets: 0,
                         open,
                     }
                 })

@@ -181,6 +181,7 @@ impl EventLoop {
         };
         let core = &mut self.core;
         let recorder = &self.recorder;
+        let mut failed = 0u64;
         let result = slot
             .conn
             .on_ready(self.poll.registry(), now, &mut |text: &str| {
@@ -192,8 +193,11 @@ impl EventLoop {
                         .unwrap_or(0);
                     let _ = tx.try_send((wall, conn_id, text.to_string()));
                 }
-                core.on_frame(conn_id, text, recv_ns);
+                failed += u64::from(core.on_frame(conn_id, text, recv_ns));
             });
+        if failed > 0 {
+            slot.conn.record_parse_errors(failed);
+        }
         self.after_progress(conn_id, result, now);
     }
 

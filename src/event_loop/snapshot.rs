@@ -157,6 +157,9 @@ pub struct MarketView {
 
 impl EventLoop {
     pub(super) fn snapshot(&self, now: Instant) -> LoopSnapshot {
+        self.shared
+            .snapshots_built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let r = &self.core.registry;
         let mut stats = Vec::with_capacity(self.conns.len());
         for (id, slot) in &self.conns {
