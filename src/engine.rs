@@ -515,6 +515,7 @@ impl EngineHandle {
                 "snapshot_hash_mismatched".into(),
                 sum(|w| w.snapshot_hash_mismatched).into(),
             );
+            i.insert("meta_inferred".into(), sum(|w| w.meta_inferred).into());
             i.insert("bbo_mismatches".into(), sum(|w| w.bbo_mismatches).into());
             i.insert("crossed".into(), sum(|w| w.crossed).into());
             i.insert(

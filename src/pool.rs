@@ -274,6 +274,7 @@ mod tests {
                     tick_size: None,
                     min_order_size: Size::ZERO,
                     neg_risk: false,
+                    meta_known: true,
                 });
             }
         }
@@ -337,6 +338,7 @@ mod tests {
             tick_size: None,
             min_order_size: Size::ZERO,
             neg_risk: false,
+            meta_known: true,
         });
         assert!(
             p.plan(&r, t0 + Duration::from_secs(1), &|_| true)

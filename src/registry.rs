@@ -46,6 +46,9 @@ pub struct AssetInfo {
     pub min_order_size: Size,
     /// Negative-risk market (the hash needs it).
     pub neg_risk: bool,
+    /// `min_order_size` and `neg_risk` come from Gamma; `false` = defaults the book infers
+    /// from its first hash ([`BookMeta::known`](crate::orderbook::BookMeta::known)).
+    pub meta_known: bool,
 }
 
 /// One asset's registry entry.
@@ -365,6 +368,7 @@ mod tests {
             tick_size: None,
             min_order_size: Size::from_raw(5_000_000),
             neg_risk: false,
+            meta_known: true,
         }
     }
 

@@ -15,6 +15,9 @@ use polypy::engine::{Engine, EngineHandle, EngineHooks};
 use polypy::event_loop::LifecycleEvent;
 use polypy::sim::{Sim, SimConfig, SimHandle};
 
+#[path = "support/truth.rs"]
+mod truth;
+
 fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + deadline;
     loop {
@@ -231,6 +234,61 @@ fn new_market_messages_subscribe_at_once_with_custom_features() {
     let l = lifecycle(&engine);
     assert!(l["new_market_notices"].as_u64() > Some(0), "{l}");
     assert_eq!(l["scans"].as_u64(), Some(1), "only the first scan ran: {l}");
+    engine.stop();
+    sim.stop();
+}
+
+/// Issue 13, defect 2: a `new_market` notice carries neither `min_order_size` nor
+/// `neg_risk`, and the venue's hash commits to both. Books of announced markets must verify
+/// from their first snapshot on (the engine infers both from that hash) and equal the truth.
+#[test]
+fn announced_markets_verify_their_hashes_from_the_first_snapshot() {
+    let sim = Sim::start(SimConfig {
+        markets: 30,
+        rate_per_sec: 600,
+        expiring_share: 0.0,
+        new_market_every: Some(Duration::from_millis(250)),
+        new_market_neg_risk_share: 0.5,
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let mut cfg = config(&sim);
+    cfg.custom_features = true;
+    // Gamma is only read at start: announced markets are known from their notice alone.
+    cfg.discovery_interval = Duration::from_secs(3600);
+    let engine = Engine::start(cfg).expect("engine");
+    let known = wait_for("initial markets", Duration::from_secs(20), || {
+        let n = sim.markets().expect("markets").len();
+        (engine.trusted_books() >= 2 * n as u64).then_some(n)
+    });
+    wait_for("8 announced markets", Duration::from_secs(20), || {
+        (sim.markets().expect("markets").len() >= known + 8).then_some(())
+    });
+    sim.pause().expect("pause");
+    let markets = sim.markets().expect("markets");
+    let announced = &markets[known..];
+    let unusual = announced
+        .iter()
+        .filter(|m| m.neg_risk || m.min_order_size.raw() != 5_000_000)
+        .count();
+    let mut last = Vec::new();
+    wait_for("books equal to the truth", Duration::from_secs(30), || {
+        last = truth::differences(&engine, &sim);
+        last.is_empty().then_some(())
+    });
+    let stats = engine.stats(Duration::from_secs(5)).expect("stats");
+    let i = &stats["integrity"];
+    eprintln!(
+        "announced={} unusual={unusual} integrity={i}",
+        announced.len()
+    );
+    assert!(unusual > 0, "the sim announced only default metadata");
+    assert_eq!(i["snapshot_hash_mismatched"].as_u64(), Some(0), "{i}");
+    assert_eq!(i["hash_mismatched"].as_u64(), Some(0), "{i}");
+    assert!(
+        i["meta_inferred"].as_u64() >= Some(2 * unusual as u64),
+        "every token of an unusual announced market inferred its metadata: {i}"
+    );
     engine.stop();
     sim.stop();
 }

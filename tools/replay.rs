@@ -85,7 +85,9 @@ impl Tally {
         self.groups += 1;
         match v.hash {
             HashVerdict::Matched => self.group_hash_ok += 1,
-            HashVerdict::MatchedInferredTrade => self.group_hash_inferred += 1,
+            HashVerdict::MatchedInferredTrade | HashVerdict::MatchedInferredMeta => {
+                self.group_hash_inferred += 1
+            }
             HashVerdict::Mismatch => self.group_hash_bad += 1,
             HashVerdict::NotChecked => self.group_unchecked += 1,
         }

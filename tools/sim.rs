@@ -52,6 +52,10 @@ struct Args {
     /// A new market appears every N seconds (0 = never).
     #[arg(long, default_value_t = 30)]
     new_market_every_secs: u64,
+    /// Share (0..=1) of new markets that are negative-risk (their `new_market` notice does
+    /// not say so; the book hash does).
+    #[arg(long, default_value_t = 0.0)]
+    new_market_neg_risk_share: f64,
     /// Assets per connection beyond which a connection gets no data.
     #[arg(long, default_value_t = 500)]
     max_assets_per_conn: usize,
@@ -83,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         expiry_within: Duration::from_secs(args.expiry_within_secs.max(1)),
         new_market_every: (args.new_market_every_secs > 0)
             .then(|| Duration::from_secs(args.new_market_every_secs)),
+        new_market_neg_risk_share: args.new_market_neg_risk_share,
         max_assets_per_conn: args.max_assets_per_conn,
         ws_port: args.ws_port,
         http_port: args.http_port,

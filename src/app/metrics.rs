@@ -340,6 +340,12 @@ impl Collector for MetricsData {
         )?;
         counter(
             e,
+            "meta_inferred",
+            "Books whose unknown min_order_size/neg_risk were inferred from a hash",
+            sum(|w| w.meta_inferred),
+        )?;
+        counter(
+            e,
             "bbo_mismatches",
             "Settled groups whose best bid/ask disagreed",
             sum(|w| w.bbo_mismatches),

@@ -80,6 +80,7 @@ pub fn diff(known: &mut Known, scan: &[GammaMarket], allow: &AllowList) -> Chang
                     .min_order_size
                     .unwrap_or(Size::from_raw(5 * crate::market::price::SCALE)),
                 neg_risk: m.neg_risk,
+                meta_known: m.min_order_size.is_some(),
             });
         }
     }

@@ -218,6 +218,7 @@ fn manual_assets(
                 tick_size: None,
                 min_order_size: crate::market::Size::from_raw(5 * crate::market::price::SCALE),
                 neg_risk: false,
+                meta_known: false,
             }
         })
         .collect()

@@ -137,8 +137,13 @@ impl EventLoop {
                             question: question.clone(),
                             end_ms: None,
                             tick_size,
-                            min_order_size: crate::market::Size::ZERO,
+                            // The notice carries neither: the book infers them from its
+                            // first snapshot's hash (`OrderBook`, `META_CANDIDATES`).
+                            min_order_size: crate::market::Size::from_raw(
+                                5 * crate::market::price::SCALE,
+                            ),
                             neg_risk: false,
+                            meta_known: false,
                         })
                         .collect();
                     if !infos.is_empty() {

@@ -25,6 +25,7 @@ impl EventLoop {
                 market: info.condition.as_str().into(),
                 min_order_size: info.min_order_size,
                 neg_risk: info.neg_risk,
+                known: info.meta_known,
             };
             let (id, new) = self.core.registry.add_asset(info);
             let idx = id.index();

@@ -10,6 +10,11 @@
 //!   arrived yet (issue Polymarket/py-clob-client-v2#117; the crossing-burst fixture). On a
 //!   hash mismatch the prices touched by the settled group are tried as the last trade price;
 //!   a match is accepted and counted separately ([`HashVerdict::MatchedInferredTrade`]).
+//! - A book whose `min_order_size` / `neg_risk` are not known (a market announced by
+//!   `new_market`: the notice carries neither) infers them from its first hash that disagrees:
+//!   the candidates of [`META_CANDIDATES`](super::meta::META_CANDIDATES) are tried and the matching pair is kept
+//!   ([`HashVerdict::MatchedInferredMeta`], counted as `meta_inferred`), so missing metadata is
+//!   never counted as a venue error.
 //! - A failed check marks the book untrusted; the owner counts it and resyncs.
 //!
 //! Pure code: no I/O, no clock; the worker thread that owns the book drives it.
@@ -18,33 +23,8 @@ use std::num::NonZeroU32;
 
 use super::hash::BookHasher;
 use super::ladder::{Ladder, Level};
-use crate::market::{Bbo, BookHash, Event, FieldUpdate, Price, QuotedPrice, Record, Size};
-
-/// Static facts about a book that the hash needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BookMeta {
-    /// Token id, as the venue writes it.
-    pub asset_id: Box<str>,
-    /// Condition id (`0x…`).
-    pub market: Box<str>,
-    /// Minimum order size (Gamma `orderMinSize`, REST `min_order_size`).
-    pub min_order_size: Size,
-    /// Negative-risk market (Gamma `negRisk`).
-    pub neg_risk: bool,
-}
-
-impl BookMeta {
-    /// Metadata with the values observed on every WebSocket book so far
-    /// (`min_order_size` 5, `neg_risk` false), for assets whose Gamma record is unknown.
-    pub fn new(asset_id: &str, market: &str) -> BookMeta {
-        BookMeta {
-            asset_id: asset_id.into(),
-            market: market.into(),
-            min_order_size: Size::from_raw(5 * crate::market::price::SCALE),
-            neg_risk: false,
-        }
-    }
-}
+use super::meta::BookMeta;
+use crate::market::{Bbo, BookHash, Event, FieldUpdate, Price, QuotedPrice, Record};
 
 /// Why a book is not trusted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -134,6 +114,9 @@ pub enum HashVerdict {
     Matched,
     /// Equal once a trade price from the group was taken as the last trade price.
     MatchedInferredTrade,
+    /// Equal once the book's unknown metadata (`min_order_size`, `neg_risk`) was inferred
+    /// from [`META_CANDIDATES`](super::meta::META_CANDIDATES); the book keeps the inferred values (`meta.known` set).
+    MatchedInferredMeta,
     /// Different.
     Mismatch,
 }
@@ -320,7 +303,10 @@ impl OrderBook {
                 let verdict = match hash {
                     Some(expected) if ctx.mode != CheckMode::Off => {
                         if ctx.hasher.prefix(self, rec.exchange_ts) == expected {
+                            self.meta.known = true;
                             HashVerdict::Matched
+                        } else if self.infer_meta(ctx, rec.exchange_ts, expected) {
+                            HashVerdict::MatchedInferredMeta
                         } else {
                             HashVerdict::Mismatch
                         }
@@ -441,6 +427,9 @@ impl OrderBook {
                             self.last_trade = Some(q);
                             HashVerdict::MatchedInferredTrade
                         }
+                        None if self.infer_meta(ctx, group.ts, expected) => {
+                            HashVerdict::MatchedInferredMeta
+                        }
                         None => HashVerdict::Mismatch,
                     }
                 }
@@ -480,9 +469,36 @@ impl OrderBook {
         &self.meta
     }
 
-    /// Replaces the metadata (Gamma learned `min_order_size` / `neg_risk`).
+    /// Replaces the metadata (Gamma learned `min_order_size` / `neg_risk`). Metadata that is
+    /// not known does not overwrite known (Gamma's or inferred) values.
     pub fn set_meta(&mut self, meta: BookMeta) {
-        self.meta = meta;
+        if meta.known || !self.meta.known {
+            self.meta = meta;
+        }
+    }
+
+    /// With unknown metadata: tries every candidate (`min_order_size`, `neg_risk`) against
+    /// `expected` and keeps the first that matches (then the metadata is known). At most
+    /// 2 × [`META_CANDIDATES`](super::meta::META_CANDIDATES) hashes, once per book: only until the metadata is known.
+    fn infer_meta(&mut self, ctx: &mut CheckContext, ts: u64, expected: BookHash) -> bool {
+        if self.meta.known {
+            return false;
+        }
+        let (size0, neg0) = (self.meta.min_order_size, self.meta.neg_risk);
+        for (size, neg_risk) in BookMeta::candidates() {
+            if (size, neg_risk) == (size0, neg0) {
+                continue;
+            }
+            self.meta.min_order_size = size;
+            self.meta.neg_risk = neg_risk;
+            if ctx.hasher.prefix(self, ts) == expected {
+                self.meta.known = true;
+                return true;
+            }
+        }
+        self.meta.min_order_size = size0;
+        self.meta.neg_risk = neg0;
+        false
     }
 
     /// Bid side.
@@ -562,6 +578,7 @@ fn agrees(stated: FieldUpdate<Price>, actual: Option<Price>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::market::Size;
     use crate::market::{AssetId, Side};
 
     fn p(s: &str) -> Price {

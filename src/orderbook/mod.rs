@@ -5,11 +5,13 @@
 pub mod book;
 pub mod hash;
 pub mod ladder;
+pub mod meta;
 pub mod view;
 
 pub use book::{
-    BookMeta, CheckContext, CheckMode, Effect, HashVerdict, OrderBook, Step, UntrustReason, Verdict,
+    CheckContext, CheckMode, Effect, HashVerdict, OrderBook, Step, UntrustReason, Verdict,
 };
 pub use hash::BookHasher;
 pub use ladder::{Ladder, Level};
+pub use meta::{BookMeta, META_CANDIDATES};
 pub use view::{BookDump, LevelText};

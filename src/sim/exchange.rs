@@ -111,6 +111,7 @@ fn meta(u: &Universe, asset: u32) -> BookMeta {
         market: m.condition_id.clone(),
         min_order_size: m.min_order_size,
         neg_risk: m.neg_risk,
+        known: true,
     }
 }
 
@@ -121,6 +122,7 @@ impl Exchange {
             markets: cfg.markets,
             neg_risk_share: cfg.neg_risk_share,
             expiring_share: cfg.expiring_share,
+            new_market_neg_risk_share: cfg.new_market_neg_risk_share,
             expiry_within_us: cfg.expiry_within.as_micros() as u64,
         };
         let mut rng = fastrand::Rng::with_seed(cfg.seed);
@@ -631,9 +633,17 @@ impl Exchange {
         if new_market {
             changed += 1;
             let expires = chance(&mut self.rng, self.ucfg.expiring_share);
-            let start = self
-                .universe
-                .add_binary(&mut self.rng, &self.ucfg, now_us, expires, true);
+            // Drawn only when asked for, so runs without the knob keep their sequence.
+            let share = self.ucfg.new_market_neg_risk_share;
+            let neg_risk = share > 0.0 && chance(&mut self.rng, share);
+            let start = self.universe.add_binary(
+                &mut self.rng,
+                &self.ucfg,
+                now_us,
+                expires,
+                true,
+                neg_risk,
+            );
             let mi = (self.universe.markets.len() - 1) as u32;
             self.open_market(mi, &start, ts);
             if send {

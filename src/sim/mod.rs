@@ -97,6 +97,9 @@ pub struct SimConfig {
     pub expiry_within: Duration,
     /// A new market appears this often (`None` = never). Default 30 s.
     pub new_market_every: Option<Duration>,
+    /// Share (0..=1) of new markets that are negative-risk (the `new_market` notice does not
+    /// say; the book hash does). Default 0.
+    pub new_market_neg_risk_share: f64,
     /// Percent of flow steps that are trades. Default 8.
     pub trade_percent: u32,
     /// Assets one connection may subscribe; beyond it the connection silently gets no data
@@ -139,6 +142,7 @@ impl Default for SimConfig {
             expiring_share: 0.02,
             expiry_within: Duration::from_secs(300),
             new_market_every: Some(Duration::from_secs(30)),
+            new_market_neg_risk_share: 0.0,
             trade_percent: 8,
             max_assets_per_conn: 500,
             max_ids_per_frame: 100,
@@ -169,6 +173,7 @@ impl SimConfig {
             }
         };
         share(self.neg_risk_share, "neg_risk_share")?;
+        share(self.new_market_neg_risk_share, "new_market_neg_risk_share")?;
         share(self.expiring_share, "expiring_share")?;
         share(self.array_frame_share, "array_frame_share")?;
         if self.queue_capacity == 0 || self.http_workers == 0 {
@@ -257,6 +262,7 @@ impl MarketInfo {
             market: self.condition_id.as_str().into(),
             min_order_size: self.min_order_size,
             neg_risk: self.neg_risk,
+            known: true,
         }
     }
 }

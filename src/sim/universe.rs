@@ -146,6 +146,8 @@ pub(crate) struct UniverseConfig {
     pub(crate) neg_risk_share: f64,
     /// Share of markets (0..=1) that expire within `expiry_within_us`.
     pub(crate) expiring_share: f64,
+    /// Share of markets created while running that are negative-risk.
+    pub(crate) new_market_neg_risk_share: f64,
     /// Horizon of expiring markets, µs.
     pub(crate) expiry_within_us: u64,
 }
@@ -374,7 +376,7 @@ impl Universe {
                 books.extend(u.add_neg_risk_event(rng, cfg, now_us, n));
             } else {
                 let expires = chance(rng, cfg.expiring_share);
-                books.push(u.add_binary(rng, cfg, now_us, expires, false));
+                books.push(u.add_binary(rng, cfg, now_us, expires, false, false));
             }
         }
         (u, books)
@@ -402,7 +404,8 @@ impl Universe {
         }
     }
 
-    /// Adds one stand-alone binary market; returns its YES start book.
+    /// Adds one binary market (of its own event; `neg_risk`: flagged negative-risk, as a
+    /// market added to a negative-risk event is); returns its YES start book.
     pub(crate) fn add_binary(
         &mut self,
         rng: &mut fastrand::Rng,
@@ -410,6 +413,7 @@ impl Universe {
         now_us: u64,
         expires: bool,
         is_new: bool,
+        neg_risk: bool,
     ) -> StartBook {
         let end_us = Self::end_date(rng, cfg, now_us, expires);
         let (question, outcomes, description) = match rng.u32(..3) {
@@ -445,7 +449,7 @@ impl Universe {
                 (q, ["Yes".to_string(), "No".to_string()], d)
             }
         };
-        let event = self.next_event(rng, &question, false);
+        let event = self.next_event(rng, &question, neg_risk);
         let tick = match rng.u32(..20) {
             0 => TICK_QUARTER_CENT,
             1..=5 => TICK_MILLI,
@@ -462,7 +466,7 @@ impl Universe {
             description,
             event,
             tick,
-            false,
+            neg_risk,
         )
     }
 
@@ -605,6 +609,7 @@ mod tests {
             markets,
             neg_risk_share: 0.3,
             expiring_share: 0.2,
+            new_market_neg_risk_share: 0.0,
             expiry_within_us: 300_000_000,
         }
     }

@@ -228,6 +228,10 @@ impl Outputs {
             match v.hash {
                 HashVerdict::NotChecked => &h.hash_not_checked,
                 HashVerdict::Matched => &h.hash_matched,
+                HashVerdict::MatchedInferredMeta => {
+                    bump(&self.stats.cold.meta_inferred, 1);
+                    &h.hash_matched
+                }
                 HashVerdict::MatchedInferredTrade => &h.hash_matched_inferred_trade,
                 HashVerdict::Mismatch => &h.hash_mismatched,
             },
@@ -406,6 +410,10 @@ impl Shard {
                 match hash {
                     HashVerdict::Matched | HashVerdict::MatchedInferredTrade => {
                         bump(&cold.snapshot_hash_matched, 1);
+                    }
+                    HashVerdict::MatchedInferredMeta => {
+                        bump(&cold.snapshot_hash_matched, 1);
+                        bump(&cold.meta_inferred, 1);
                     }
                     HashVerdict::Mismatch => bump(&cold.snapshot_hash_mismatched, 1),
                     HashVerdict::NotChecked => {}

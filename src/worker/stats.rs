@@ -241,6 +241,7 @@ pub(crate) struct Cold {
     pub(crate) snapshots_received: AtomicU64,
     pub(crate) snapshot_hash_matched: AtomicU64,
     pub(crate) snapshot_hash_mismatched: AtomicU64,
+    pub(crate) meta_inferred: AtomicU64,
     pub(crate) tick_size_changes: AtomicU64,
     pub(crate) data_loss_marks: AtomicU64,
     pub(crate) books_added: AtomicU64,
@@ -368,6 +369,7 @@ impl WorkerStats {
             hash_not_checked: g(&h.hash_not_checked),
             snapshot_hash_matched: g(&c.snapshot_hash_matched),
             snapshot_hash_mismatched: g(&c.snapshot_hash_mismatched),
+            meta_inferred: g(&c.meta_inferred),
             entry_hash_matched: g(&h.entry_hash_matched),
             entry_hash_mismatched: g(&h.entry_hash_mismatched),
             bbo_mismatches: g(&h.bbo_mismatches),
@@ -468,6 +470,9 @@ pub struct WorkerStatsSnapshot {
     pub snapshot_hash_matched: u64,
     /// Snapshots whose hash did not match (counted; the book stays trusted).
     pub snapshot_hash_mismatched: u64,
+    /// Books whose unknown `min_order_size` / `neg_risk` were inferred from a hash (markets
+    /// announced by `new_market`); these hashes count as matched.
+    pub meta_inferred: u64,
     /// Entries whose own hash matched (`CheckMode::EveryEntry` only).
     pub entry_hash_matched: u64,
     /// Entries whose own hash did not match (`CheckMode::EveryEntry` only).
