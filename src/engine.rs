@@ -216,6 +216,7 @@ impl Engine {
             lifecycle_hook: hooks.lifecycle.clone(),
             recycler: config.recycler.clone(),
             allow: config.allow.clone(),
+            latency_sources: workers.iter().map(|w| Arc::clone(w.stats())).collect(),
         };
         let ev = EventLoop::new(
             poll,
@@ -491,6 +492,25 @@ impl EngineHandle {
             r.insert("p999_latency_ms".into(), ms(latency.p999_ns).into());
             r.insert("max_latency_ms".into(), ms(latency.max_ns).into());
             r.insert("latency_samples".into(), latency.count.into());
+            // The figures above are since start; these cover the last 15 s only.
+            let recent = &snap.latency_recent;
+            r.insert(
+                "recent_window_seconds".into(),
+                (recent.window_ns as f64 / 1e9).into(),
+            );
+            r.insert("recent_latency_samples".into(), recent.latency.count.into());
+            r.insert(
+                "recent_p50_latency_ms".into(),
+                ms(recent.latency.p50_ns).into(),
+            );
+            r.insert(
+                "recent_p99_latency_ms".into(),
+                ms(recent.latency.p99_ns).into(),
+            );
+            r.insert(
+                "recent_p999_latency_ms".into(),
+                ms(recent.latency.p999_ns).into(),
+            );
             r.insert("data_loss_markers".into(), rs.data_loss_markers.into());
             r.insert("resync_assets".into(), rs.resync_assets.into());
         }

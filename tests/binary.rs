@@ -304,10 +304,26 @@ fn endpoints_readiness_truth_and_worker_failure() {
     }
     assert_eq!(s["http"]["up"], true);
 
+    // The recent window (last 15 s) beside the since-start figures, in /stats and /metrics.
+    wait_until(
+        "/stats shows recent wire → book latency",
+        Duration::from_secs(10),
+        || {
+            let s = json(&e.get("/stats").1);
+            s["router"]["recent_latency_samples"].as_u64() > Some(0)
+                && s["router"]["recent_window_seconds"].as_f64() > Some(0.0)
+                && s["router"]["recent_p99_latency_ms"].as_f64() > Some(0.0)
+        },
+    );
+
     // /metrics parses as Prometheus text.
     let (status, body) = e.get("/metrics");
     assert_eq!(status, 200);
     check_prometheus(&body);
+    assert!(
+        body.contains("# TYPE polypy_wire_to_book_recent_p99_seconds gauge"),
+        "{body}"
+    );
 
     // /markets: published by the loop when the registry changed (at most once a second).
     let mut body = String::new();

@@ -380,6 +380,36 @@ impl Collector for MetricsData {
                 None,
             )?;
         }
+        // The same latency over the recent window only (start-up bursts dominate the
+        // since-start histogram for the whole run).
+        {
+            let r = &self.snap.latency_recent;
+            for (name, help, ns) in [
+                (
+                    "wire_to_book_recent_p50_seconds",
+                    "Wire to book p50 over the last 15 s",
+                    r.latency.p50_ns,
+                ),
+                (
+                    "wire_to_book_recent_p99_seconds",
+                    "Wire to book p99 over the last 15 s",
+                    r.latency.p99_ns,
+                ),
+                (
+                    "wire_to_book_recent_p999_seconds",
+                    "Wire to book p99.9 over the last 15 s",
+                    r.latency.p999_ns,
+                ),
+            ] {
+                gauge(e, name, help, ns as f64 / 1e9)?;
+            }
+            gauge(
+                e,
+                "wire_to_book_recent_window_seconds",
+                "Interval the recent wire to book quantiles cover",
+                r.window_ns as f64 / 1e9,
+            )?;
+        }
         // Discovery.
         if let Some(d) = &self.discovery {
             let n = |k: &str| d.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);

@@ -1,5 +1,6 @@
 //! The progress line the application logs every few seconds: markets known, assets
-//! subscribed/trusted, connections, msgs/s, wire → book p99, resyncs.
+//! subscribed/trusted, connections, msgs/s, wire → book p99 (since start and over the last 15 s),
+//! resyncs.
 //!
 //! THREAD: the main thread.
 
@@ -61,8 +62,14 @@ fn summary(engine: &EngineHandle) -> String {
     let workers = engine.worker_stats();
     let records: u64 = workers.iter().map(|w| w.records_applied).sum();
     let mismatches: u64 = workers.iter().map(|w| w.hash_mismatched).sum();
+    // The last 15 s (`worker/window.rs`), from the loop's published snapshot.
+    let recent = engine
+        .published_snapshot(Duration::from_secs(5))
+        .map_or("-".to_string(), |s| {
+            format!("{:.1}", s.latency_recent.latency.p99_ns as f64 / 1e3)
+        });
     format!(
-        "markets={} assets_subscribed={} trusted={} awaiting_snapshot={} connections={}/{} records_applied={records} hash_mismatches={mismatches} wire_to_book_p99_us={:.1}",
+        "markets={} assets_subscribed={} trusted={} awaiting_snapshot={} connections={}/{} records_applied={records} hash_mismatches={mismatches} wire_to_book_p99_us={:.1} wire_to_book_p99_15s_us={recent}",
         known.map_or("-".to_string(), |k| k.to_string()),
         s.subscribed.load(Ordering::Relaxed),
         engine.trusted_books(),

@@ -99,6 +99,9 @@ pub struct LoopConfig {
     pub lifecycle_hook: Option<LifecycleHook>,
     /// Connection recycling policy.
     pub recycler: RecyclerConfig,
+    /// The book workers' statistics, read on the publish tick for the recent-window latency
+    /// ([`LatencyWindow`](crate::worker::LatencyWindow)); empty = no recent latency.
+    pub latency_sources: Vec<std::sync::Arc<crate::worker::WorkerStats>>,
 }
 
 /// A market appeared or expired (the seeds' `on_new_market` / `on_market_expired`).

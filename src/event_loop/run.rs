@@ -3,6 +3,7 @@
 //! lost, reconnect) and the one send path live here; each seed component's acting half has
 //! its own file (see the module doc of `event_loop`).
 
+use crate::worker::{HistogramCounts, LatencyWindow};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -59,6 +60,8 @@ pub struct EventLoop {
     pub(super) shared: Arc<LoopShared>,
     pub(super) recorder: Option<Sender<(u64, u32, String)>>,
     pub(super) publish_clock: PublishClock,
+    /// Wire → book latency of the last [`RECENT_WINDOW`](crate::worker::RECENT_WINDOW).
+    pub(super) latency_window: LatencyWindow,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -118,6 +121,7 @@ impl EventLoop {
             shared,
             recorder,
             publish_clock: PublishClock::default(),
+            latency_window: LatencyWindow::default(),
         })
     }
 
@@ -436,6 +440,14 @@ impl EventLoop {
     /// Gauges every tick; the snapshot and market list when due (`published.rs`).
     pub(super) fn publish(&mut self, now: Instant) {
         if self.publish_clock.snapshot_due(now) {
+            let sources = &self.config.latency_sources;
+            self.latency_window.observe(now, || {
+                let mut all = HistogramCounts::default();
+                for w in sources {
+                    w.latency_histogram().add_to(&mut all);
+                }
+                all
+            });
             let snap = self.snapshot(now);
             self.shared.published.store_snapshot(now, snap);
         }

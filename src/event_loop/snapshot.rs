@@ -127,6 +127,8 @@ pub struct LoopSnapshot {
     pub recycler: serde_json::Value,
     /// Expiry and cleanup counters.
     pub lifecycle: super::LifecycleCounts,
+    /// Wire → book latency over the last 15 s (`worker/window.rs`), as of the last publish.
+    pub latency_recent: crate::worker::RecentLatency,
 }
 
 /// One token of a market.
@@ -234,6 +236,7 @@ impl EventLoop {
                 v
             },
             lifecycle: self.core.lifecycle,
+            latency_recent: self.latency_window.recent(),
         }
     }
 

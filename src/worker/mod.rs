@@ -32,6 +32,7 @@ pub mod handler;
 pub mod idle;
 pub mod query;
 pub mod stats;
+pub mod window;
 
 use std::io;
 use std::sync::Arc;
@@ -48,9 +49,10 @@ pub use handler::{Handler, HandlerFactory, NoopHandler, noop_factory};
 pub use idle::IdleStrategy;
 pub use query::{BookQuerier, BookQuery, BookView, QueryError};
 pub use stats::{
-    CumulativeHistogram, Histogram, HistogramSnapshot, UntrustCounts, WorkerStats,
+    CumulativeHistogram, Histogram, HistogramCounts, HistogramSnapshot, UntrustCounts, WorkerStats,
     WorkerStatsSnapshot,
 };
+pub use window::{LatencyWindow, RECENT_WINDOW, RecentLatency};
 
 use crate::handoff::{Router, WorkItem, bump};
 use crate::market::{AssetId, Event, Record};

@@ -84,23 +84,53 @@ impl Histogram {
 
     /// One summary over several histograms (e.g. every worker's latency).
     pub fn merged(parts: &[&Histogram]) -> HistogramSnapshot {
-        let mut counts = vec![0u64; BUCKETS];
-        let (mut sum, mut max) = (0u64, 0u64);
+        let mut all = HistogramCounts::default();
         for h in parts {
-            for (c, b) in counts.iter_mut().zip(h.buckets.iter()) {
-                *c += b.load(Ordering::Relaxed);
-            }
-            sum = sum.wrapping_add(h.sum.load(Ordering::Relaxed));
-            max = max.max(h.max.load(Ordering::Relaxed));
+            h.add_to(&mut all);
         }
-        let count: u64 = counts.iter().sum();
+        all.summary()
+    }
+
+    /// Adds this histogram's bucket counts, sum and maximum to `into` (a plain copy that
+    /// can be kept, merged and subtracted: see [`HistogramCounts::since`]).
+    pub fn add_to(&self, into: &mut HistogramCounts) {
+        if into.counts.len() != BUCKETS {
+            into.counts = vec![0; BUCKETS];
+        }
+        for (c, b) in into.counts.iter_mut().zip(self.buckets.iter()) {
+            *c += b.load(Ordering::Relaxed);
+        }
+        into.sum = into.sum.wrapping_add(self.sum.load(Ordering::Relaxed));
+        into.max = into.max.max(self.max.load(Ordering::Relaxed));
+    }
+}
+
+/// A plain copy of one or more [`Histogram`]s at one moment: bucket counts, sum, maximum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistogramCounts {
+    counts: Vec<u64>,
+    sum: u64,
+    max: u64,
+}
+
+impl HistogramCounts {
+    /// Samples counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Count, mean and quantiles (each quantile is the midpoint of its bucket, clamped to
+    /// the maximum).
+    pub fn summary(&self) -> HistogramSnapshot {
+        let count = self.count();
+        let max = self.max;
         let quantile = |q: f64| -> u64 {
             if count == 0 {
                 return 0;
             }
             let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
             let mut seen = 0;
-            for (i, c) in counts.iter().enumerate() {
+            for (i, c) in self.counts.iter().enumerate() {
                 seen += c;
                 if seen >= rank {
                     let (low, width) = bucket_range(i);
@@ -111,12 +141,31 @@ impl Histogram {
         };
         HistogramSnapshot {
             count,
-            mean_ns: sum.checked_div(count).unwrap_or(0),
+            mean_ns: self.sum.checked_div(count).unwrap_or(0),
             p50_ns: quantile(0.50),
             p90_ns: quantile(0.90),
             p99_ns: quantile(0.99),
             p999_ns: quantile(0.999),
             max_ns: max,
+        }
+    }
+
+    /// The samples recorded between `older` and `self` (two copies of the same histograms,
+    /// `older` taken first). The maximum of the interval is not known exactly: it is the
+    /// upper end of the highest non-empty bucket, clamped to the all-time maximum.
+    pub fn since(&self, older: &HistogramCounts) -> HistogramCounts {
+        let mut counts: Vec<u64> = self.counts.clone();
+        for (c, o) in counts.iter_mut().zip(&older.counts) {
+            *c = c.saturating_sub(*o);
+        }
+        let max = counts.iter().rposition(|c| *c > 0).map_or(0, |i| {
+            let (low, width) = bucket_range(i);
+            (low + width - 1).min(self.max)
+        });
+        HistogramCounts {
+            counts,
+            sum: self.sum.wrapping_sub(older.sum),
+            max,
         }
     }
 }
