@@ -3,9 +3,10 @@
 //!
 //! Contract: when `Connection::on_ready`, `Connection::on_tick` or `Connection::send_text` return
 //! an error other than [`ConnectionError::InvalidState`], the connection has already been torn
-//! down (socket deregistered and dropped, status `Disconnected`). The caller then asks the
-//! `ReconnectScheduler` for a new attempt if [`ConnectionError::is_retryable`] says so, and
-//! otherwise closes the connection and alerts an operator.
+//! down (socket deregistered and dropped, status `Disconnected`). The event loop then treats
+//! it as a lost connection (books untrusted, reconnect scheduled); an error that
+//! [`ConnectionError::is_retryable`] says will not heal is retried with backoff as well and
+//! logged at error level, so an operator sees it.
 
 use std::{fmt, io};
 

@@ -19,31 +19,39 @@
 //! | `reconnect.rs` | [`ReconnectScheduler`]: backoff + global rate cap + stagger (pure) |
 //! | `error.rs` | [`ConnectionError`] with `is_retryable` |
 //!
-//! # Calling protocol
-//! - One [`Connection`] per socket, in the event loop's slab, with a `mio::Token` of the
-//!   loop's choosing. [`Connection::connect`] registers the socket for `READABLE | WRITABLE`
-//!   once; the event loop never (re)registers it.
+//! # Calling protocol (what `event_loop/` does)
+//! - One [`Connection`] per socket, kept by the event loop in a map keyed by connection id,
+//!   with `mio::Token(id)`. [`Connection::connect`] registers the socket for
+//!   `READABLE | WRITABLE` once per attempt; the loop never (re)registers it.
 //! - Every readiness event for the token → [`Connection::on_ready`]. It returns
 //!   [`Progress::Connected`] once per successful handshake: (re)send the subscriptions then
 //!   (the venue has no acknowledgement and needs the subscription after every reconnect).
 //!   Data frames arrive through the `on_frame` callback as borrowed `&str`, in wire order.
-//! - Poll timeout = the earliest of every [`Connection::next_deadline`] and
-//!   [`ReconnectScheduler::next_deadline`]; when one passes, call [`Connection::on_tick`]
-//!   (sends `PING`, enforces the silence and handshake timeouts).
-//! - Any `Err` from `on_ready`, `on_tick` or `send_text` (except
+//! - The loop wakes at least every ~100 ms (its tick; [`Connection::next_deadline`] says when a
+//!   connection needs it sooner, for embedders that sleep longer) and calls
+//!   [`Connection::on_tick`] on every connection: it sends `PING` and enforces the silence and
+//!   handshake timeouts.
+//! - **One failure path.** Any `Err` from `on_ready`, `on_tick` or `send_text` (except
 //!   [`ConnectionError::InvalidState`]) means the connection is already torn down and
-//!   `Disconnected`: call [`ReconnectScheduler::request`] if the error
-//!   [`is_retryable`](ConnectionError::is_retryable), and each time
-//!   [`ReconnectScheduler::pop_due`] yields its id, call `connect` again.
-//! - Tell the scheduler about successful handshakes ([`ReconnectScheduler::connected`]) so a
-//!   connection that stayed up restarts its backoff at 1 s.
+//!   `Disconnected`. The loop then does the same thing whatever failed (`EventLoop::on_lost`):
+//!   the connection's books are marked untrusted (a `DataLoss` marker each), resyncs are
+//!   counted, and [`ReconnectScheduler::request`] schedules a new attempt. Every send goes
+//!   through `EventLoop::send_frames`, so a failed write is a lost connection like a failed
+//!   read. Errors that [`is_retryable`](ConnectionError::is_retryable) says will not heal
+//!   (bad URL, certificate, a 4xx answer) are retried too, with backoff, and logged at error
+//!   level: the engine keeps trying and `/health` shows the connections down.
+//! - The scheduler's policy ([`reconnect`](ReconnectScheduler)): a connection lost after it
+//!   stayed up ≥ 1 s (`stable_after`) is retried within ≤ 100 ms of jitter and its backoff
+//!   restarts; attempts that fail escalate 1 s → 30 s; a global rate cap and a stagger bound
+//!   storms. [`ReconnectScheduler::connected`] is told about every successful handshake, and
+//!   each id that [`ReconnectScheduler::due`] yields is `connect`ed again.
 //! - Recycling: [`Connection::drain`] marks the old connection (it keeps delivering), the caller
 //!   moves assets to the new one, then [`Connection::close`].
 //!
 //! `PONG` is consumed by the connection (counted in [`ConnectionStats::pongs`]) and never
 //! reaches `on_frame`; every other text frame does, including the venue's `NO NEW ASSETS`.
 //!
-//! # Example: one connection in a mio loop
+//! # Example: one connection in your own mio loop (an embedder; the engine's is `event_loop/`)
 //! ```no_run
 //! use std::{sync::Arc, time::Instant};
 //!
@@ -68,7 +76,7 @@
 //!     loop {
 //!         let now = Instant::now();
 //!         while let Some(id) = sched.pop_due(now) {
-//!             // id == 0 here; a real loop looks the connection up in its slab.
+//!             // id == 0 here; a real loop looks the connection up by id.
 //!             if let Err(e) = conn.connect(poll.registry(), Token(id as usize), now) {
 //!                 if !e.is_retryable() { return Err(e.into()); }
 //!                 sched.request(id, now);
@@ -124,21 +132,19 @@ pub use reconnect::{Due, ReconnectConfig, ReconnectScheduler};
 pub use state::{Connection, PING, PONG};
 pub use stats::ConnectionStats;
 
-/// A connection's status, as shown in `/stats`. `#[repr(u8)]` so the event loop can publish it
-/// in an `AtomicU8` ([`Status::as_u8`] / [`Status::from_u8`]).
-#[repr(u8)]
+/// A connection's status, as shown in `/stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     /// No socket: never connected, or torn down and waiting for the scheduler.
-    Disconnected = 0,
+    Disconnected,
     /// TCP connect, TLS or WebSocket upgrade in progress.
-    Connecting = 1,
+    Connecting,
     /// Open and live.
-    Connected = 2,
+    Connected,
     /// Open, being retired (recycling): still delivers frames; no new subscriptions.
-    Draining = 3,
+    Draining,
     /// Closed by the caller; terminal.
-    Closed = 4,
+    Closed,
 }
 
 impl Status {
@@ -150,23 +156,6 @@ impl Status {
             Status::Connected => "connected",
             Status::Draining => "draining",
             Status::Closed => "closed",
-        }
-    }
-
-    /// The discriminant.
-    pub const fn as_u8(self) -> u8 {
-        self as u8
-    }
-
-    /// The status with discriminant `value`, if any.
-    pub const fn from_u8(value: u8) -> Option<Status> {
-        match value {
-            0 => Some(Status::Disconnected),
-            1 => Some(Status::Connecting),
-            2 => Some(Status::Connected),
-            3 => Some(Status::Draining),
-            4 => Some(Status::Closed),
-            _ => None,
         }
     }
 
@@ -202,7 +191,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_round_trips_through_u8() {
+    fn status_names_and_openness() {
         for status in [
             Status::Disconnected,
             Status::Connecting,
@@ -210,10 +199,8 @@ mod tests {
             Status::Draining,
             Status::Closed,
         ] {
-            assert_eq!(Status::from_u8(status.as_u8()), Some(status));
             assert_eq!(status.to_string(), status.as_str());
         }
-        assert_eq!(Status::from_u8(5), None);
         assert!(Status::Draining.is_open() && !Status::Connecting.is_open());
     }
 }

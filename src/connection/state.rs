@@ -1,5 +1,5 @@
 //! [`Connection`]: one WebSocket's life as a state machine, driven by the event loop.
-//! Owns no thread; lives in the event loop's slab and runs only on the event-loop thread.
+//! Owns no thread; lives in the event loop's connection map and runs only on the event-loop thread.
 //!
 //! `State` owns the I/O value of each phase: the handshake stage while connecting, the
 //! `WebSocket` while open. Every failure goes through `fail`, which deregisters and drops the

@@ -223,6 +223,12 @@ impl EventLoop {
             return;
         }
         let why = e.to_string();
+        if !e.is_retryable() {
+            // Retried anyway (with backoff): the operator may fix it without a restart.
+            log::error!(
+                "Connection error that will not heal by itself: conn={conn_id} error={why}"
+            );
+        }
         self.on_lost(conn_id, now, &why);
     }
 

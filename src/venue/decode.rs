@@ -770,7 +770,9 @@ impl Decoder {
                     ),
                 };
                 let hash = m.hash.and_then(|sp| BookHash::parse_hex(sp.get(text)));
-                // Validate every level before emitting anything for this message.
+                // Levels are parsed while they are emitted; a bad one fails the message and
+                // the caller truncates what this message pushed (`before`), so a
+                // failed message still emits nothing.
                 let Some(asset) = resolve(resolver, asset_text) else {
                     stats.unresolved += 1;
                     return Ok(Emitted::Known);
