@@ -45,4 +45,5 @@ pub mod recycler;
 pub mod registry;
 pub mod sim;
 pub mod venue;
+pub mod watchdog;
 pub mod worker;

@@ -9,43 +9,7 @@ use std::time::Duration;
 use crate::connection::{ConnectionConfig, ReconnectConfig};
 use crate::recycler::RecyclerConfig;
 
-/// Why an asset is being resynced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ResyncCause {
-    /// Its connection dropped and came back.
-    Reconnect,
-    /// Records were dropped on a full ring.
-    RingFull,
-    /// A frame naming it failed to decode.
-    DecodeFailure,
-    /// Its worker found the book untrusted: a failed check (hash, best bid/ask, crossed,
-    /// incomplete snapshot), a tick-size change, or a data-loss marker.
-    Book(crate::orderbook::UntrustReason),
-    /// No snapshot within the timeout after subscribing.
-    NoSnapshot,
-    /// No data for the asset for a long time while its connection delivered.
-    AssetSilent,
-    /// A recycle could not move it by snapshot (deadline passed or replacement lost).
-    Recycle,
-    /// Asked for by an operator or another component.
-    Requested,
-}
-
-impl ResyncCause {
-    /// snake_case name for stats.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResyncCause::Reconnect => "reconnect",
-            ResyncCause::RingFull => "ring_full",
-            ResyncCause::DecodeFailure => "decode_failure",
-            ResyncCause::Book(r) => r.as_str(),
-            ResyncCause::NoSnapshot => "no_snapshot",
-            ResyncCause::AssetSilent => "asset_silent",
-            ResyncCause::Recycle => "recycle",
-            ResyncCause::Requested => "requested",
-        }
-    }
-}
+pub use crate::watchdog::ResyncCause;
 
 /// What the loop publishes for other threads without a round trip: counters for `/health`
 /// and `/ready`, and the latest snapshot and market list.

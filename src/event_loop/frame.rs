@@ -3,10 +3,9 @@
 //! [`Core`] is everything a frame touches, split from the connections so both can be
 //! borrowed at once. No allocation, lock or log line per message.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use rustc_hash::FxHashMap;
+use crate::watchdog::Resyncs;
 
 use super::config::{LifecycleCounts, ResyncCause};
 use super::snapshot;
@@ -27,13 +26,9 @@ pub(super) struct Core {
     pub(super) workers_of: Vec<u16>,
     /// When each asset last received a record (ns), for the asset-silence watchdog.
     pub(super) last_record_ns: Vec<u64>,
-    /// Assets subscribed and waiting for a snapshot, with the time they started waiting.
-    pub(super) awaiting: FxHashMap<AssetId, Instant>,
-    /// Assets to resync at the next tick, with the cause.
-    pub(super) wanted: FxHashMap<AssetId, ResyncCause>,
-    pub(super) last_resync: FxHashMap<AssetId, Instant>,
+    /// Assets waiting for a snapshot, wanted for a resync, and the counts (`watchdog.rs`).
+    pub(super) resyncs: Resyncs,
     pub(super) stats: snapshot::IntegrityView,
-    pub(super) resync_counts: BTreeMap<&'static str, u64>,
     pub(super) lost: Vec<AssetId>,
     pub(super) notices: Vec<Notice>,
     /// Expired assets in expiry order, with the Unix ms they expired at (for cleanup).
@@ -65,7 +60,7 @@ impl Core {
                 continue;
             }
             if let Event::BookBegin { .. } = rec.event {
-                self.awaiting.remove(&rec.asset);
+                self.resyncs.snapshot_arrived(rec.asset);
             }
             if let Some(t) = self.last_record_ns.get_mut(rec.asset.index()) {
                 *t = recv_ns;
@@ -130,7 +125,7 @@ impl Core {
     }
 
     pub(super) fn want(&mut self, asset: AssetId, cause: ResyncCause) {
-        self.wanted.entry(asset).or_insert(cause);
+        self.resyncs.want(asset, cause);
     }
 }
 

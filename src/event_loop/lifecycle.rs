@@ -32,8 +32,7 @@ impl EventLoop {
                 .or_default()
                 .push(entry.info.token.clone());
             self.core.registry.mark_expired(*id, now_ms);
-            self.core.awaiting.remove(id);
-            self.core.wanted.remove(id);
+            self.core.resyncs.connection_lost(*id);
             self.core.expired_queue.push_back((now_ms, *id));
             self.core.lifecycle.expired += 1;
             self.core.recycler.forget_asset(*id);
@@ -101,7 +100,7 @@ impl EventLoop {
             }
             self.core.registry.remove(id);
             let _ = self.core.router.remove_book(id);
-            self.core.last_resync.remove(&id);
+            self.core.resyncs.forget(id);
             self.core.lifecycle.removed += 1;
             removed += 1;
         }

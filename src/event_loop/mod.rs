@@ -26,10 +26,10 @@
 //! | `subscriptions.rs` | registering assets, carrying out the pool plan | 5 (with `pool.rs`) |
 //! | `lifecycle.rs` | expiry, cleanup, `new_market` / `market_resolved` | 8 (with `discovery/`) |
 //! | `recycling.rs` | recycles: candidates, replacements, finish / roll back | 9 (with `recycler.rs`) |
-//! | `resync.rs` | the watchdogs' shell and resubscribing wanted assets | — |
-//! | `config.rs` | [`LoopConfig`], [`LoopShared`], [`ResyncCause`], lifecycle types | — |
+//! | `resync.rs` | watchdogs and resyncs, acting half: applies the rules of `watchdog.rs` (`Resyncs`), disconnects frozen connections, resubscribes wanted assets | — (with `watchdog.rs`) |
+//! | `config.rs` | [`LoopConfig`], [`LoopShared`], lifecycle types ([`ResyncCause`] re-exported from `watchdog.rs`) | — |
 //! | `snapshot.rs` | owned views for `/stats` and `/markets`, and building them | — |
-//! | `published.rs` | the lock-free slots they are published in, and when | — |
+//! | `published.rs` | the lock-free slots they are published in, and when (also feeds the recent-latency window, `worker/window.rs`) | — |
 //! | `commands.rs` | [`Command`]s other threads send | — |
 
 pub mod commands;

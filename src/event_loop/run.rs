@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::{Events, Poll, Token};
-use rustc_hash::FxHashMap;
 
 use super::commands::Command;
 use super::config::{LifecycleCounts, LoopConfig, LoopShared, ResyncCause};
@@ -97,11 +96,8 @@ impl EventLoop {
             router,
             workers_of: Vec::new(),
             last_record_ns: Vec::new(),
-            awaiting: FxHashMap::default(),
-            wanted: FxHashMap::default(),
-            last_resync: FxHashMap::default(),
+            resyncs: crate::watchdog::Resyncs::new(config.snapshot_timeout),
             stats: snapshot::IntegrityView::default(),
-            resync_counts: BTreeMap::new(),
             lost: Vec::new(),
             notices: Vec::new(),
             expired_queue: std::collections::VecDeque::new(),
@@ -270,7 +266,7 @@ impl EventLoop {
         // deadline, not the snapshot watchdog, covers them.
         for a in &slot.assets {
             if self.core.registry.owner(*a) == Some(conn_id) {
-                self.core.awaiting.insert(*a, now);
+                self.core.resyncs.subscribed(*a, now);
             }
         }
     }
@@ -328,14 +324,9 @@ impl EventLoop {
             }
             if was_open {
                 self.core.mark_lost(*a);
-                *self
-                    .core
-                    .resync_counts
-                    .entry(ResyncCause::Reconnect.as_str())
-                    .or_default() += 1;
+                self.core.resyncs.count(ResyncCause::Reconnect);
             }
-            self.core.awaiting.remove(a);
-            self.core.wanted.remove(a);
+            self.core.resyncs.connection_lost(*a);
         }
         if self.core.recycler.is_recycling(conn_id) {
             // Being replaced: the replacement's snapshots restore these books; no reconnect.
@@ -481,7 +472,7 @@ impl EventLoop {
         );
         self.shared
             .awaiting_snapshot
-            .store(self.core.awaiting.len(), Ordering::Relaxed);
+            .store(self.core.resyncs.awaiting_len(), Ordering::Relaxed);
         self.shared
             .frames
             .store(self.core.stats.frames, Ordering::Relaxed);

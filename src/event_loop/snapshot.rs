@@ -193,11 +193,12 @@ impl EventLoop {
         let mut integrity = self.core.stats.clone();
         integrity.resyncs = self
             .core
-            .resync_counts
+            .resyncs
+            .counts()
             .iter()
             .map(|(k, v)| ((*k).to_string(), *v))
             .collect();
-        integrity.awaiting_snapshot = self.core.awaiting.len();
+        integrity.awaiting_snapshot = self.core.resyncs.awaiting_len();
         LoopSnapshot {
             registry: RegistryView {
                 total_markets: r.len(),

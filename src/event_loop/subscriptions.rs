@@ -97,7 +97,7 @@ impl EventLoop {
                     slot.assets.extend(assets.iter().copied());
                     for a in &assets {
                         self.core.registry.mark_subscribed(*a, conn);
-                        self.core.awaiting.insert(*a, now);
+                        self.core.resyncs.subscribed(*a, now);
                     }
                     let frames = self.op_frames(Operation::Subscribe, &assets);
                     self.send_frames(conn, &frames, now);
