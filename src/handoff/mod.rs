@@ -32,6 +32,7 @@
 //! the gap can be applied before the marker, so it is stale, never wrong.
 
 pub mod routing;
+mod wake;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,10 +42,10 @@ use rtrb::Producer;
 use serde::Serialize;
 
 pub use routing::{token_hash, worker_for_token};
+pub use wake::Unparker;
 
 use crate::market::{AssetId, Record};
 use crate::orderbook::BookMeta;
-use crate::worker::Unparker;
 
 /// One item on a worker's ring. Records and control items share the ring so their relative
 /// order is preserved. At most 72 bytes (asserted in the tests).

@@ -4,7 +4,9 @@
 //! thread (`writer.rs`: the only thread that writes to the socket). The core thread feeds the
 //! writer through a bounded queue of [`Outbound`] items. [`ConnShared`] holds the atomics they
 //! share: per-connection counters (each written by one thread only), fault switches, and a
-//! clone of the socket so any thread can cut the connection abruptly.
+//! clone of the socket so any thread can cut the connection abruptly. Also the fault commands
+//! addressed to connections ([`ConnTarget`], `FaultCommand`), shared by `faults.rs` (which
+//! sends them) and `core.rs` (which carries them out).
 
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -167,4 +169,28 @@ pub struct ConnStats {
     pub write_calls: u64,
     /// Faults carried out on this connection.
     pub injected: u64,
+}
+
+/// Which connections a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnTarget {
+    /// Every open connection (switches: and every later one).
+    All,
+    /// One connection, by id (see `ConnStats::conn`).
+    Conn(u32),
+}
+
+/// A fault for the core thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FaultCommand {
+    /// One-shot injection.
+    Inject(ConnTarget, Injection),
+    /// Stall data on connections.
+    StallConn(ConnTarget, bool),
+    /// Stall one asset on every connection.
+    StallAsset(String, bool),
+    /// Split socket writes into chunks (0 = off).
+    SplitWrites(ConnTarget, usize),
+    /// Every per-connection and per-asset fault off.
+    Clear,
 }

@@ -25,8 +25,8 @@ use tungstenite::Utf8Bytes;
 
 use super::calendar::Clock;
 use super::conn::{ConnShared, ConnStats, Outbound};
+use super::conn::{ConnTarget, FaultCommand};
 use super::exchange::{Emit, Exchange, Listen, Route};
-use super::faults::{ConnTarget, FaultCommand};
 use super::gamma::Catalog;
 use super::truth::TruthBook;
 use super::{MarketInfo, Overflow, SimConfig, SimError, SimStats};

@@ -14,32 +14,8 @@ use std::time::Duration;
 
 use super::SimError;
 use super::calendar::Clock;
-use super::conn::Injection;
+use super::conn::{ConnTarget, FaultCommand, Injection};
 use super::core::{Command, CoreClient};
-
-/// Which connections a fault applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnTarget {
-    /// Every open connection (switches: and every later one).
-    All,
-    /// One connection, by id (see `ConnStats::conn`).
-    Conn(u32),
-}
-
-/// A fault for the core thread.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FaultCommand {
-    /// One-shot injection.
-    Inject(ConnTarget, Injection),
-    /// Stall data on connections.
-    StallConn(ConnTarget, bool),
-    /// Stall one asset on every connection.
-    StallAsset(String, bool),
-    /// Split socket writes into chunks (0 = off).
-    SplitWrites(ConnTarget, usize),
-    /// Every per-connection and per-asset fault off.
-    Clear,
-}
 
 /// Global fault switches (atomics; read without asking the core).
 #[derive(Debug)]

@@ -22,8 +22,9 @@ use serde::Deserialize;
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use super::SimError;
+use super::conn::ConnTarget;
 use super::core::{Command, CoreClient};
-use super::faults::{ConnTarget, FaultState, Faults};
+use super::faults::{FaultState, Faults};
 use super::gamma::{self, Query};
 
 /// The real CLOB's limit on `POST /books`.

@@ -59,8 +59,9 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+pub use conn::ConnTarget;
 pub use conn::{ConnStats, Injection};
-pub use faults::{ConnTarget, Faults};
+pub use faults::Faults;
 pub use truth::{TruthBook, TruthLevel};
 
 use crate::market::{Price, Size};

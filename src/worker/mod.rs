@@ -37,7 +37,7 @@ pub mod window;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::thread::{JoinHandle, Thread};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -54,6 +54,7 @@ pub use stats::{
 };
 pub use window::{LatencyWindow, RECENT_WINDOW, RecentLatency};
 
+pub use crate::handoff::Unparker;
 use crate::handoff::{Router, WorkItem, bump};
 use crate::market::{AssetId, Event, Record};
 use crate::orderbook::{
@@ -177,27 +178,6 @@ impl ResyncSink {
     fn notify(&self) {
         if let Some(n) = &self.notify {
             n();
-        }
-    }
-}
-
-/// Wakes a parked worker; cheap when it is not parked. Cloneable; give one per worker to the
-/// [`Router`] ([`Router::set_unparkers`]).
-#[derive(Debug, Clone)]
-pub struct Unparker {
-    parked: Arc<CachePadded<AtomicBool>>,
-    thread: Thread,
-}
-
-impl Unparker {
-    /// Unparks the worker if it is parked (or about to park).
-    #[inline]
-    pub fn unpark(&self) {
-        // Pairs with the fence in `BookWorker::park`: either the worker sees the items just
-        // pushed, or this load sees its flag.
-        fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::Relaxed) {
-            self.thread.unpark();
         }
     }
 }
@@ -614,7 +594,7 @@ impl BookWorker {
             id,
             stats,
             querier: BookQuerier::new(id, query_tx, Some(t.clone())),
-            unparker: Unparker { parked, thread: t },
+            unparker: Unparker::new(parked, t),
             thread,
             heartbeat_timeout,
         })
