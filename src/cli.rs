@@ -115,6 +115,12 @@ pub struct Cli {
         value_name = "SECS"
     )]
     pub data_silence: u64,
+    /// Do not run the freeze probe (one extra connection following the busiest few assets of
+    /// every connection, so that a connection that stops delivering while the venue still
+    /// sends is caught within seconds). Without it, freezes are caught by rate-aware silence
+    /// only (tens of seconds).
+    #[arg(long, env = "POLYPY_NO_FREEZE_PROBE")]
+    pub no_freeze_probe: bool,
     /// Seconds a subscribed asset may wait for its first snapshot before it is resynced.
     #[arg(
         long,
@@ -192,6 +198,7 @@ impl Cli {
             record: self.record.clone(),
             custom_features: self.custom_features,
             data_silence: Duration::from_secs(self.data_silence),
+            freeze_probe: !self.no_freeze_probe,
             snapshot_timeout: Duration::from_secs(self.snapshot_timeout.max(1)),
             asset_silence: Duration::from_secs(self.asset_silence),
             expiry_interval: Duration::from_secs(self.expiry_interval.max(1)),

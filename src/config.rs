@@ -67,6 +67,8 @@ pub struct EngineConfig {
     /// Reconnect an open connection that has subscribed assets but received no data message
     /// (only `PONG`s) for this long: the venue's "silent freeze" (docs/venue-protocol.md §8 #1).
     pub data_silence: Duration,
+    /// Run the freeze probe (see `watchdog::FreezeConfig::probe`).
+    pub freeze_probe: bool,
     /// Resync an asset that got no snapshot this long after subscribing.
     pub snapshot_timeout: Duration,
     /// Resync an asset that got no data this long while its connection delivered
@@ -108,6 +110,7 @@ impl Default for EngineConfig {
             ping_interval: Duration::from_secs(10),
             silence_timeout: Duration::from_secs(30),
             data_silence: Duration::from_secs(120),
+            freeze_probe: true,
             snapshot_timeout: Duration::from_secs(10),
             asset_silence: Duration::from_secs(600),
             custom_features: false,

@@ -217,6 +217,10 @@ impl Engine {
             recycler: config.recycler.clone(),
             allow: config.allow.clone(),
             latency_sources: workers.iter().map(|w| Arc::clone(w.stats())).collect(),
+            freeze: crate::watchdog::FreezeConfig {
+                probe: config.freeze_probe,
+                ..crate::watchdog::FreezeConfig::default()
+            },
         };
         let ev = EventLoop::new(
             poll,

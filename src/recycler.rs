@@ -380,7 +380,7 @@ pub struct Recycler {
     replacements: FxHashMap<ConnId, RecycleId>,
     /// Old connection → its recycle.
     olds: FxHashMap<ConnId, RecycleId>,
-    forced: VecDeque<ConnId>,
+    forced: VecDeque<(ConnId, RecycleReason)>,
     last_check: Option<Instant>,
     stats: RecyclerStats,
 }
@@ -471,8 +471,15 @@ impl Recycler {
     /// [`Recycler::candidates`] call once a slot is free. Ignored when already queued; dropped
     /// at that call when `conn` is unknown, already being recycled, or a replacement.
     pub fn force(&mut self, conn: ConnId) {
-        if !self.forced.contains(&conn) {
-            self.forced.push_back(conn);
+        self.request(conn, RecycleReason::Forced);
+    }
+
+    /// Like [`force`](Self::force), counted under `reason`: the event loop asks for an
+    /// [`RecycleReason::Unhealthy`] recycle at once when it suspects a connection is frozen
+    /// (`watchdog::FreezeDetector`), without waiting for the next check.
+    pub fn request(&mut self, conn: ConnId, reason: RecycleReason) {
+        if !self.forced.iter().any(|(c, _)| *c == conn) {
+            self.forced.push_back((conn, reason));
         }
     }
 
@@ -486,21 +493,18 @@ impl Recycler {
 
         // Forced first, in request order; those without a slot stay queued.
         let mut keep = VecDeque::new();
-        while let Some(conn) = self.forced.pop_front() {
+        while let Some((conn, reason)) = self.forced.pop_front() {
             let known = conns.iter().any(|h| h.conn == conn);
             let taken = out.iter().any(|c: &Candidate| c.conn() == conn);
             if !known || taken || self.busy(conn) {
                 continue;
             }
             if free == 0 {
-                keep.push_back(conn);
+                keep.push_back((conn, reason));
                 continue;
             }
             free -= 1;
-            out.push(Candidate::Recycle {
-                conn,
-                reason: RecycleReason::Forced,
-            });
+            out.push(Candidate::Recycle { conn, reason });
         }
         self.forced = keep;
 

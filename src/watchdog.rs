@@ -8,6 +8,14 @@
 //! carries out what it decides (`event_loop/resync.rs`: disconnecting frozen connections,
 //! sending unsubscribe + subscribe); the hot path only calls
 //! [`Resyncs::snapshot_arrived`].
+//!
+//! Silent freezes (the socket stays open, `PONG`s flow, data stops) are judged on evidence,
+//! not one fixed timeout: [`FreezeDetector`] convicts an owner connection when the probe
+//! connection received flow messages for the owner's assets that the owner did not deliver
+//! (seconds, whatever the rate); [`RateWindow`] + [`improbable_silence`] suspect a connection
+//! silent for far longer than its own recent rate makes likely (quiet markets are quiet, not
+//! frozen). The event loop then marks the connection's books `stale` and recycles it
+//! make-before-break.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -229,6 +237,186 @@ impl Resyncs {
     }
 }
 
+/// How frozen connections are detected (`docs/ARCHITECTURE.md`, "Silent freezes").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FreezeConfig {
+    /// Run the probe connection: a small extra connection subscribed to the busiest few
+    /// assets of every connection, whose messages are never applied but prove that the venue
+    /// sends data an owner did not deliver. Default on.
+    pub probe: bool,
+    /// Assets per connection the probe follows. Default 3.
+    pub probe_assets_per_conn: usize,
+    /// How often the probe's assets are chosen again. Default 30 s.
+    pub probe_reselect: Duration,
+    /// An owner that delivered nothing for this long around a probe message missed it.
+    /// Default 1 s.
+    pub match_window: Duration,
+    /// Probe messages the owner missed before it is suspected. Default 2.
+    pub min_evidence: u32,
+    /// … and the first of them at least this old. Default 1 s.
+    pub grace: Duration,
+    /// Rate-aware silence: a gap this many times the connection's mean gap between flow
+    /// messages (over the last [`RATE_WINDOW`]) is improbable. Default 30.
+    pub gap_factor: f64,
+    /// Rate-aware silence never suspects a gap shorter than this. Default 10 s.
+    pub min_gap: Duration,
+}
+
+impl Default for FreezeConfig {
+    fn default() -> Self {
+        FreezeConfig {
+            probe: true,
+            probe_assets_per_conn: 3,
+            probe_reselect: Duration::from_secs(30),
+            match_window: Duration::from_secs(1),
+            min_evidence: 2,
+            grace: Duration::from_secs(1),
+            gap_factor: 30.0,
+            min_gap: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a connection is suspected frozen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suspicion {
+    /// The probe received data for its assets that it did not deliver.
+    Probe,
+    /// Silent for far longer than its own recent message rate makes likely.
+    Rate,
+}
+
+impl Suspicion {
+    /// snake_case name for stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suspicion::Probe => "probe",
+            Suspicion::Rate => "rate",
+        }
+    }
+}
+
+/// The span over which a connection's message rate is measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(120);
+const RATE_STEP: Duration = Duration::from_secs(10);
+
+/// A connection's recent rate of flow messages (changes, trades: what every subscriber of an
+/// asset receives; snapshots are excluded, as they come in bursts after each subscribe).
+/// Copies of the connection's running count, one per [`RATE_STEP`], over [`RATE_WINDOW`].
+#[derive(Debug, Default, Clone)]
+pub struct RateWindow {
+    copies: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl RateWindow {
+    /// Takes the running count `total` at `now` (at most one copy per 10 s kept).
+    pub fn observe(&mut self, now: Instant, total: u64) {
+        if self
+            .copies
+            .back()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) < RATE_STEP)
+        {
+            return;
+        }
+        self.copies.push_back((now, total));
+        while self
+            .copies
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > RATE_WINDOW)
+        {
+            self.copies.pop_front();
+        }
+    }
+
+    /// Mean gap between flow messages over the window; `None` until the window spans at
+    /// least 30 s or when no message arrived in it.
+    pub fn mean_gap(&self) -> Option<Duration> {
+        let ((t0, n0), (t1, n1)) = (self.copies.front()?, self.copies.back()?);
+        let span = t1.saturating_duration_since(*t0);
+        let n = n1.saturating_sub(*n0);
+        (span >= Duration::from_secs(30) && n > 0).then(|| span / n.min(u64::from(u32::MAX)) as u32)
+    }
+
+    /// Forgets everything (the connection was lost: its next life starts over).
+    pub fn clear(&mut self) {
+        self.copies.clear();
+    }
+}
+
+/// The silence after which a connection with mean gap `mean_gap` is improbably silent:
+/// `gap_factor × mean_gap`, at least `floor`. `None` (never) while the rate is unknown.
+pub fn improbable_silence(
+    mean_gap: Option<Duration>,
+    gap_factor: f64,
+    floor: Duration,
+) -> Option<Duration> {
+    mean_gap.map(|g| g.mul_f64(gap_factor).max(floor))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Evidence {
+    first: Instant,
+    count: u32,
+}
+
+/// Probe evidence per owner connection (pure; the event loop owns one).
+#[derive(Debug, Default)]
+pub struct FreezeDetector {
+    evidence: FxHashMap<ConnId, Evidence>,
+}
+
+impl FreezeDetector {
+    /// The probe received a flow message at `now` for an asset `owner` owns, and `owner`
+    /// last delivered a data message at `owner_last` (`None`: never).
+    pub fn on_probe(
+        &mut self,
+        cfg: &FreezeConfig,
+        owner: ConnId,
+        now: Instant,
+        owner_last: Option<Instant>,
+    ) {
+        let delivered = owner_last.is_some_and(|t| t + cfg.match_window >= now);
+        if delivered {
+            self.evidence.remove(&owner);
+            return;
+        }
+        let e = self.evidence.entry(owner).or_insert(Evidence {
+            first: now,
+            count: 0,
+        });
+        e.count += 1;
+    }
+
+    /// Connections the evidence convicts at `now` (each returned once; its evidence is
+    /// dropped). `owner_last` gives each connection's last data message: evidence older
+    /// than a delivery is void.
+    pub fn convicted(
+        &mut self,
+        cfg: &FreezeConfig,
+        now: Instant,
+        mut owner_last: impl FnMut(ConnId) -> Option<Instant>,
+    ) -> Vec<ConnId> {
+        let mut out = Vec::new();
+        self.evidence.retain(|conn, e| {
+            if owner_last(*conn).is_some_and(|t| t > e.first) {
+                return false; // it delivered since
+            }
+            if e.count >= cfg.min_evidence && now.saturating_duration_since(e.first) >= cfg.grace {
+                out.push(*conn);
+                return false;
+            }
+            true
+        });
+        out.sort_unstable();
+        out
+    }
+
+    /// Forgets `conn` (lost, closed, or already being healed).
+    pub fn forget(&mut self, conn: ConnId) {
+        self.evidence.remove(&conn);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +507,84 @@ mod tests {
             1,
             "a new asset, no limit"
         );
+    }
+
+    #[test]
+    fn probe_evidence_convicts_an_owner_that_missed_messages() {
+        let cfg = FreezeConfig::default();
+        let t = Instant::now();
+        let mut d = FreezeDetector::default();
+        let last = Some(t);
+        // The owner delivered at t: a probe message 0.5 s later is matched.
+        d.on_probe(&cfg, 4, t + Duration::from_millis(500), last);
+        assert!(
+            d.convicted(&cfg, t + Duration::from_secs(5), |_| last)
+                .is_empty()
+        );
+        // Two probe messages after 2 s and 2.5 s of owner silence: convicted after the grace.
+        d.on_probe(&cfg, 4, t + Duration::from_secs(2), last);
+        d.on_probe(&cfg, 4, t + Duration::from_millis(2_500), last);
+        assert!(
+            d.convicted(&cfg, t + Duration::from_millis(2_900), |_| last)
+                .is_empty()
+        );
+        assert_eq!(
+            d.convicted(&cfg, t + Duration::from_secs(3), |_| last),
+            vec![4]
+        );
+        assert!(
+            d.convicted(&cfg, t + Duration::from_secs(4), |_| last)
+                .is_empty(),
+            "once"
+        );
+    }
+
+    #[test]
+    fn a_delivery_voids_the_evidence() {
+        let cfg = FreezeConfig::default();
+        let t = Instant::now();
+        let mut d = FreezeDetector::default();
+        d.on_probe(&cfg, 1, t + Duration::from_secs(2), Some(t));
+        d.on_probe(&cfg, 1, t + Duration::from_secs(3), Some(t));
+        // The owner delivered at 3.1 s (it was only slow): nothing to convict.
+        let later = Some(t + Duration::from_millis(3_100));
+        assert!(
+            d.convicted(&cfg, t + Duration::from_secs(5), |_| later)
+                .is_empty()
+        );
+        // One message alone never convicts.
+        d.on_probe(&cfg, 2, t + Duration::from_secs(2), Some(t));
+        assert!(
+            d.convicted(&cfg, t + Duration::from_secs(9), |_| Some(t))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn rate_window_and_improbable_silence() {
+        let t = Instant::now();
+        let mut w = RateWindow::default();
+        assert_eq!(w.mean_gap(), None);
+        // 5 flow messages a second for a minute.
+        for s in 0..=60u64 {
+            w.observe(t + Duration::from_secs(s), s * 5);
+        }
+        let gap = w.mean_gap().expect("known");
+        assert_eq!(gap, Duration::from_millis(200));
+        let floor = Duration::from_secs(10);
+        assert_eq!(improbable_silence(Some(gap), 30.0, floor), Some(floor));
+        // A quiet connection: one message per 30 s → 15 minutes before silence is improbable.
+        let mut q = RateWindow::default();
+        for s in (0..=120u64).step_by(10) {
+            q.observe(t + Duration::from_secs(s), s / 30);
+        }
+        let quiet = improbable_silence(q.mean_gap(), 30.0, floor).expect("known");
+        assert!(quiet >= Duration::from_secs(600), "{quiet:?}");
+        // Nothing at all in the window: unknown, never improbable.
+        let mut none = RateWindow::default();
+        for s in (0..=60u64).step_by(10) {
+            none.observe(t + Duration::from_secs(s), 7);
+        }
+        assert_eq!(improbable_silence(none.mean_gap(), 30.0, floor), None);
     }
 }

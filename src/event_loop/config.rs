@@ -66,6 +66,8 @@ pub struct LoopConfig {
     /// The book workers' statistics, read on the publish tick for the recent-window latency
     /// ([`LatencyWindow`](crate::worker::LatencyWindow)); empty = no recent latency.
     pub latency_sources: Vec<std::sync::Arc<crate::worker::WorkerStats>>,
+    /// How silent freezes are detected (probe, rate-aware silence).
+    pub freeze: crate::watchdog::FreezeConfig,
 }
 
 /// A market appeared or expired (the seeds' `on_new_market` / `on_market_expired`).

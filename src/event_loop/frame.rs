@@ -16,6 +16,15 @@ use crate::registry::{ConnId, Registry};
 use crate::venue::{DecodeOutput, Decoder, Notice};
 use std::sync::Arc;
 
+/// What one frame carried (see [`Core::on_frame`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FrameOutcome {
+    /// Messages (or the frame) that failed to decode.
+    pub(super) failed: u32,
+    /// Flow records routed.
+    pub(super) flow: u32,
+}
+
 /// Everything a frame touches; split from the connections so both can be borrowed at once.
 pub(super) struct Core {
     pub(super) registry: Registry,
@@ -26,6 +35,12 @@ pub(super) struct Core {
     pub(super) workers_of: Vec<u16>,
     /// When each asset last received a record (ns), for the asset-silence watchdog.
     pub(super) last_record_ns: Vec<u64>,
+    /// Flow records per asset since the probe last chose its assets (`probe.rs`).
+    pub(super) flow_counts: Vec<u32>,
+    /// Owners the probe's current frames named (evidence; drained by `probe.rs`).
+    pub(super) probe_hits: Vec<ConnId>,
+    /// Frames the probe connection received.
+    pub(super) probe_frames: u64,
     /// Assets waiting for a snapshot, wanted for a resync, and the counts (`watchdog.rs`).
     pub(super) resyncs: Resyncs,
     pub(super) stats: snapshot::IntegrityView,
@@ -41,8 +56,9 @@ pub(super) struct Core {
 
 impl Core {
     /// Decodes one frame from `conn` and routes its records; returns how many of its
-    /// messages (or the frame itself) failed to decode.
-    pub(super) fn on_frame(&mut self, conn: ConnId, text: &str, recv_ns: u64) -> u32 {
+    /// messages (or the frame itself) failed to decode, and how many flow records (changes,
+    /// trades, tick sizes, quotes: what every subscriber receives) it carried.
+    pub(super) fn on_frame(&mut self, conn: ConnId, text: &str, recv_ns: u64) -> FrameOutcome {
         self.out.clear();
         let mut resolver = RegistryResolver(&self.registry);
         let (_, fs) = self
@@ -53,14 +69,22 @@ impl Core {
         self.stats.unknown_messages += u64::from(fs.unknown);
         self.stats.decode_failures += u64::from(fs.failed);
         self.stats.unknown_assets += u64::from(fs.unresolved);
+        let mut flow = 0u32;
         for i in 0..self.out.records.len() {
             let rec = self.out.records[i];
             if self.registry.owner(rec.asset) != Some(conn) && !self.try_move(conn, &rec) {
                 self.stats.foreign_entries += 1;
                 continue;
             }
-            if let Event::BookBegin { .. } = rec.event {
-                self.resyncs.snapshot_arrived(rec.asset);
+            match rec.event {
+                Event::BookBegin { .. } => self.resyncs.snapshot_arrived(rec.asset),
+                Event::Level { .. } | Event::BookEnd { .. } => {}
+                _ => {
+                    flow += 1;
+                    if let Some(n) = self.flow_counts.get_mut(rec.asset.index()) {
+                        *n = n.saturating_add(1);
+                    }
+                }
             }
             if let Some(t) = self.last_record_ns.get_mut(rec.asset.index()) {
                 *t = recv_ns;
@@ -74,7 +98,38 @@ impl Core {
         if !self.out.notices.is_empty() {
             self.notices.append(&mut self.out.notices);
         }
-        fs.failed
+        FrameOutcome {
+            failed: fs.failed,
+            flow,
+        }
+    }
+
+    /// Decodes one frame of the probe connection (`probe.rs`): nothing is routed or applied
+    /// (the owner rule stands); the owner of each asset that got a flow record is noted in
+    /// `probe_hits` as evidence that the venue is sending it data.
+    pub(super) fn on_probe_frame(&mut self, text: &str, recv_ns: u64) {
+        self.out.clear();
+        let mut resolver = RegistryResolver(&self.registry);
+        let _ = self
+            .decoder
+            .decode(text.as_bytes(), recv_ns, &mut resolver, &mut self.out);
+        self.probe_frames += 1;
+        for rec in &self.out.records {
+            if matches!(
+                rec.event,
+                Event::BookBegin { .. } | Event::Level { .. } | Event::BookEnd { .. }
+            ) {
+                continue; // snapshots go to the subscriber only: no evidence
+            }
+            if let Some(owner) = self.registry.owner(rec.asset) {
+                if self.probe_hits.last() != Some(&owner) {
+                    self.probe_hits.push(owner);
+                }
+            }
+        }
+        // Failures and notices of the probe's frames are the owners' business.
+        self.out.failures.clear();
+        self.out.notices.clear();
     }
 
     /// A frame (or part) failed to decode: every asset it may have carried data for is

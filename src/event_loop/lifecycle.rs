@@ -50,6 +50,7 @@ impl EventLoop {
             }
         }
         let now = std::time::Instant::now();
+        self.probe_forget(ids, now);
         for (conn, assets) in by_conn {
             let Some(slot) = self.conns.get_mut(&conn) else {
                 continue;

@@ -26,6 +26,7 @@
 //! | `subscriptions.rs` | registering assets, carrying out the pool plan | 5 (with `pool.rs`) |
 //! | `lifecycle.rs` | expiry, cleanup, `new_market` / `market_resolved` | 8 (with `discovery/`) |
 //! | `recycling.rs` | recycles: candidates, replacements, finish / roll back | 9 (with `recycler.rs`) |
+//! | `freeze.rs` | silent freezes, acting half: the probe connection, rate-aware silence, suspects marked `stale` and recycled | — (with `watchdog.rs`, `recycler.rs`) |
 //! | `resync.rs` | watchdogs and resyncs, acting half: applies the rules of `watchdog.rs` (`Resyncs`), disconnects frozen connections, resubscribes wanted assets | — (with `watchdog.rs`) |
 //! | `config.rs` | [`LoopConfig`], [`LoopShared`], lifecycle types ([`ResyncCause`] re-exported from `watchdog.rs`) | — |
 //! | `snapshot.rs` | owned views for `/stats` and `/markets`, and building them | — |
@@ -35,6 +36,7 @@
 pub mod commands;
 mod config;
 mod frame;
+mod freeze;
 mod lifecycle;
 pub mod published;
 mod recycling;

@@ -23,11 +23,11 @@ impl EventLoop {
             .next_deadline(now)
             .is_some_and(|d| d <= now)
         {
-            // Unhealthy = silent for half the data-silence watchdog: the recycler replaces
-            // it make-before-break before the watchdog would drop it (a gap). Asset-level
-            // stalls are healed by resubscribing the asset (`watchdogs`), not by recycling:
-            // an asset the venue never serves would otherwise recycle its connection forever.
-            let silent_after = self.config.data_silence / 2;
+            // Unhealthy = suspected frozen (`freeze.rs`: probe evidence or rate-aware
+            // silence; those request their recycle at once, this is the periodic view).
+            // Asset-level stalls are healed by resubscribing the asset (`watchdogs`), not by
+            // recycling: an asset the venue never serves would otherwise recycle its
+            // connection forever.
             let health: Vec<ConnHealth> = self
                 .conns
                 .iter()
@@ -35,14 +35,7 @@ impl EventLoop {
                 .map(|(id, slot)| {
                     let counts = self.core.registry.connection_stats(*id);
                     let open = slot.conn.status() == Status::Connected;
-                    let st = slot.conn.stats();
-                    let silent = open
-                        && !silent_after.is_zero()
-                        && !slot.assets.is_empty()
-                        && st
-                            .last_message_at
-                            .or(st.connected_since)
-                            .is_some_and(|t| now.duration_since(t) >= silent_after);
+                    let silent = open && self.suspected.contains_key(id);
                     ConnHealth {
                         conn: *id,
                         age: now.duration_since(slot.created),
@@ -124,15 +117,7 @@ impl EventLoop {
         if let Err(e) = connection.connect(self.poll.registry(), token_of(new), now) {
             log::warn!("Replacement connect failed to start: conn={new} error={e}");
         }
-        self.conns.insert(
-            new,
-            ConnSlot {
-                conn: connection,
-                assets: all,
-                created: now,
-                open: false,
-            },
-        );
+        self.conns.insert(new, ConnSlot::new(connection, all, now));
     }
 
     pub(super) fn on_recycle_event(&mut self, ev: RecycleEvent, now: Instant) {
@@ -205,6 +190,7 @@ impl EventLoop {
 
     /// Closes a connection for good; assets still listed on it (expired ones) are detached.
     pub(super) fn close_connection(&mut self, conn: ConnId) {
+        self.forget_suspect(conn);
         if let Some(mut slot) = self.conns.remove(&conn) {
             slot.conn.close(self.poll.registry());
         }

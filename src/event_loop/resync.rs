@@ -10,7 +10,7 @@ use super::run::EventLoop;
 use crate::connection::Status;
 use crate::registry::ConnId;
 use crate::venue::subscribe::Operation;
-use crate::watchdog::{Owner, is_frozen, is_silent};
+use crate::watchdog::{Owner, improbable_silence, is_frozen, is_silent};
 
 impl EventLoop {
     /// Applies the watchdog rules (`watchdog.rs`) at `now`: frozen connections are lost
@@ -18,13 +18,17 @@ impl EventLoop {
     pub(super) fn watchdogs(&mut self, now: Instant) {
         // Connection-level data silence: PONGs flow, data does not ("silent freeze").
         let silence = self.config.data_silence;
+        let (gap_factor, min_gap) = (self.config.freeze.gap_factor, self.config.freeze.min_gap);
         let frozen: Vec<ConnId> = self
             .conns
             .iter()
             .filter(|(_, s)| s.conn.status() == Status::Connected && !s.assets.is_empty())
             .filter(|(_, s)| {
+                // Rate-aware: a quiet connection gets longer than `data_silence`.
+                let limit = improbable_silence(s.rate.mean_gap(), gap_factor, min_gap)
+                    .map_or(silence, |l| l.max(silence));
                 let st = s.conn.stats();
-                is_frozen(now, st.last_message_at, st.connected_since, silence)
+                !silence.is_zero() && is_frozen(now, st.last_message_at, st.connected_since, limit)
             })
             .map(|(id, _)| *id)
             .collect();

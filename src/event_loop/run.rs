@@ -3,6 +3,8 @@
 //! lost, reconnect) and the one send path live here; each seed component's acting half has
 //! its own file (see the module doc of `event_loop`).
 
+use super::freeze::{PROBE_ID, ProbeSlot};
+use crate::watchdog::{FreezeDetector, RateWindow};
 use crate::worker::{HistogramCounts, LatencyWindow};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +45,24 @@ pub(super) struct ConnSlot {
     pub(super) created: Instant,
     /// The WebSocket is open (set on `Connected`, cleared when lost).
     pub(super) open: bool,
+    /// Flow records it delivered (changes, trades, …; not snapshots), for its rate.
+    pub(super) flow: u64,
+    /// Its recent flow rate (`watchdog::RateWindow`), for the rate-aware silence rules.
+    pub(super) rate: RateWindow,
+}
+
+impl ConnSlot {
+    /// A slot for a connection just created.
+    pub(super) fn new(conn: Connection, assets: Vec<AssetId>, now: Instant) -> ConnSlot {
+        ConnSlot {
+            conn,
+            assets,
+            created: now,
+            open: false,
+            flow: 0,
+            rate: RateWindow::default(),
+        }
+    }
 }
 
 /// The event loop; `run` consumes it on its own thread.
@@ -59,6 +79,12 @@ pub struct EventLoop {
     pub(super) shared: Arc<LoopShared>,
     pub(super) recorder: Option<Sender<(u64, u32, String)>>,
     pub(super) publish_clock: PublishClock,
+    /// The probe connection (`probe.rs`), when running.
+    pub(super) probe: Option<ProbeSlot>,
+    /// Probe evidence against owner connections.
+    pub(super) freeze: FreezeDetector,
+    /// Connections suspected frozen, since when (until recycled or lost).
+    pub(super) suspected: BTreeMap<ConnId, Instant>,
     /// Wire → book latency of the last [`RECENT_WINDOW`](crate::worker::RECENT_WINDOW).
     pub(super) latency_window: LatencyWindow,
 }
@@ -96,6 +122,9 @@ impl EventLoop {
             router,
             workers_of: Vec::new(),
             last_record_ns: Vec::new(),
+            flow_counts: Vec::new(),
+            probe_hits: Vec::new(),
+            probe_frames: 0,
             resyncs: crate::watchdog::Resyncs::new(config.snapshot_timeout),
             stats: snapshot::IntegrityView::default(),
             lost: Vec::new(),
@@ -117,6 +146,9 @@ impl EventLoop {
             shared,
             recorder,
             publish_clock: PublishClock::default(),
+            probe: None,
+            freeze: FreezeDetector::default(),
+            suspected: BTreeMap::new(),
             latency_window: LatencyWindow::default(),
         })
     }
@@ -148,7 +180,11 @@ impl EventLoop {
                     continue;
                 }
                 let conn_id = (event.token().0 - 1) as ConnId;
-                self.drive(conn_id, now);
+                if conn_id == PROBE_ID {
+                    self.drive_probe(now);
+                } else {
+                    self.drive(conn_id, now);
+                }
             }
             self.flush_router();
             if !self.drain_commands() {
@@ -170,6 +206,9 @@ impl EventLoop {
         for (_, slot) in self.conns.iter_mut() {
             slot.conn.close(self.poll.registry());
         }
+        if let Some(probe) = self.probe.as_mut() {
+            probe.conn.close(self.poll.registry());
+        }
         self.shared.running.store(false, Ordering::Release);
         self.shared.active_connections.store(0, Ordering::Relaxed);
     }
@@ -181,7 +220,7 @@ impl EventLoop {
         };
         let core = &mut self.core;
         let recorder = &self.recorder;
-        let mut failed = 0u64;
+        let (mut failed, mut flow) = (0u64, 0u64);
         let result = slot
             .conn
             .on_ready(self.poll.registry(), now, &mut |text: &str| {
@@ -193,8 +232,11 @@ impl EventLoop {
                         .unwrap_or(0);
                     let _ = tx.try_send((wall, conn_id, text.to_string()));
                 }
-                failed += u64::from(core.on_frame(conn_id, text, recv_ns));
+                let out = core.on_frame(conn_id, text, recv_ns);
+                failed += u64::from(out.failed);
+                flow += u64::from(out.flow);
             });
+        slot.flow += flow;
         if failed > 0 {
             slot.conn.record_parse_errors(failed);
         }
@@ -301,6 +343,7 @@ impl EventLoop {
 
     /// A connection died: its assets' books may have missed data.
     pub(super) fn on_lost(&mut self, conn_id: ConnId, now: Instant, why: &str) {
+        self.forget_suspect(conn_id);
         if self.core.recycler.is_replacement(conn_id) {
             log::warn!("Replacement connection lost: conn={conn_id} reason={why}");
             if let Some(ev) = self.core.recycler.on_new_lost(conn_id) {
@@ -428,6 +471,7 @@ impl EventLoop {
             }
         }
         self.plan_subscriptions(now);
+        self.freeze_tick(now);
         self.recycle(now);
         self.watchdogs(now);
         self.send_resyncs(now);

@@ -110,6 +110,18 @@ pub struct IntegrityView {
     pub resyncs: BTreeMap<String, u64>,
     /// Assets currently waiting for a snapshot.
     pub awaiting_snapshot: usize,
+    /// Connections suspected frozen, by evidence (`probe`: the probe saw data they did not
+    /// deliver; `rate`: silent far beyond their own recent rate). Their books were marked
+    /// `stale` and the connection recycled make-before-break.
+    pub freeze_suspected: BTreeMap<String, u64>,
+    /// Connections suspected frozen right now (until their recycle completes or they drop).
+    pub frozen_now: usize,
+    /// The probe connection: assets it follows, whether it is open, frames it received.
+    pub probe_assets: usize,
+    /// The probe connection is open.
+    pub probe_open: bool,
+    /// Frames the probe connection received (decoded for evidence, never applied).
+    pub probe_frames: u64,
 }
 
 /// Everything the event loop reports.
@@ -199,6 +211,10 @@ impl EventLoop {
             .map(|(k, v)| ((*k).to_string(), *v))
             .collect();
         integrity.awaiting_snapshot = self.core.resyncs.awaiting_len();
+        integrity.frozen_now = self.suspected.len();
+        integrity.probe_frames = self.core.probe_frames;
+        integrity.probe_assets = self.probe.as_ref().map_or(0, |p| p.assets.len());
+        integrity.probe_open = self.probe.as_ref().is_some_and(|p| p.open);
         LoopSnapshot {
             registry: RegistryView {
                 total_markets: r.len(),

@@ -32,6 +32,7 @@ impl EventLoop {
             if self.core.workers_of.len() <= idx {
                 self.core.workers_of.resize(idx + 1, 0);
                 self.core.last_record_ns.resize(idx + 1, 0);
+                self.core.flow_counts.resize(idx + 1, 0);
             }
             // A known asset gets its metadata refreshed (Gamma may correct it).
             let worker = self.core.router.add_book(id, meta);
@@ -78,15 +79,8 @@ impl EventLoop {
                         log::warn!("Connect failed to start: conn={conn} error={e}");
                         self.scheduler.request(conn, now);
                     }
-                    self.conns.insert(
-                        conn,
-                        ConnSlot {
-                            conn: connection,
-                            assets,
-                            created: now,
-                            open: false,
-                        },
-                    );
+                    self.conns
+                        .insert(conn, ConnSlot::new(connection, assets, now));
                 }
                 PoolAction::Subscribe { conn, assets } => {
                     let Some(slot) = self.conns.get_mut(&conn) else {

@@ -72,6 +72,12 @@ pub enum WorkItem {
         /// The asset.
         asset: AssetId,
     },
+    /// The connection of `asset` is suspected frozen: mark its book untrusted (`stale`)
+    /// until its next snapshot (which the replacement connection brings).
+    MarkStale {
+        /// The asset.
+        asset: AssetId,
+    },
 }
 
 /// Why a record or control item could not be routed.
@@ -275,6 +281,18 @@ impl Router {
         self.send_control(worker, WorkItem::RemoveBook { asset })?;
         self.unregister(asset);
         Ok(())
+    }
+
+    /// Queues a [`WorkItem::MarkStale`] for `asset` (its connection is suspected frozen): its
+    /// book becomes untrusted (`stale`), in order with its records, until its next snapshot.
+    ///
+    /// # Errors
+    /// [`RouteError::UnknownAsset`] when `asset` is not registered.
+    pub fn mark_stale(&mut self, asset: AssetId) -> Result<(), RouteError> {
+        let worker = self
+            .worker_of(asset)
+            .ok_or(RouteError::UnknownAsset { asset })?;
+        self.send_control(worker, WorkItem::MarkStale { asset })
     }
 
     /// Queues a [`WorkItem::DataLoss`] for `asset` (reconnect, parse error on a frame naming

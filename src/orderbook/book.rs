@@ -43,6 +43,9 @@ pub enum UntrustReason {
     Crossed,
     /// Data may have been lost upstream (reconnect, full ring, unparsable frame).
     DataLoss,
+    /// Its connection is suspected frozen (the venue sends data it does not deliver): the
+    /// levels may be old. A replacement connection's snapshot restores it.
+    Stale,
 }
 
 impl UntrustReason {
@@ -56,6 +59,7 @@ impl UntrustReason {
             UntrustReason::BboMismatch => "bbo_mismatch",
             UntrustReason::Crossed => "crossed",
             UntrustReason::DataLoss => "data_loss",
+            UntrustReason::Stale => "stale",
         }
     }
 }

@@ -292,7 +292,8 @@ fn needs_resync(reason: UntrustReason) -> bool {
         | UntrustReason::BboMismatch
         | UntrustReason::Crossed => true,
         // Waiting for a snapshot already requested; DataLoss was reported by its sender.
-        UntrustReason::AwaitingSnapshot | UntrustReason::DataLoss => false,
+        // Stale: the event loop heals it by recycling the frozen connection.
+        UntrustReason::AwaitingSnapshot | UntrustReason::DataLoss | UntrustReason::Stale => false,
     }
 }
 
@@ -335,6 +336,15 @@ impl Shard {
                     }
                     bump(&self.out.stats.cold.books_removed, 1);
                     self.out.set_books(self.out.books.saturating_sub(1));
+                }
+            }
+            WorkItem::MarkStale { asset } => {
+                if let Some(slot) = self.books.get_mut(asset.index()).and_then(Option::as_mut) {
+                    let prev = slot.book.trust();
+                    if prev.is_ok() {
+                        slot.book.mark_untrusted(UntrustReason::Stale);
+                        self.out.trust(asset, slot, prev);
+                    }
                 }
             }
             WorkItem::DataLoss { asset } => {

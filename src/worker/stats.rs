@@ -247,7 +247,7 @@ pub struct HistogramSnapshot {
     pub max_ns: u64,
 }
 
-const REASONS: usize = 7;
+const REASONS: usize = 8;
 
 pub(crate) fn reason_index(r: UntrustReason) -> usize {
     match r {
@@ -258,6 +258,7 @@ pub(crate) fn reason_index(r: UntrustReason) -> usize {
         UntrustReason::BboMismatch => 4,
         UntrustReason::Crossed => 5,
         UntrustReason::DataLoss => 6,
+        UntrustReason::Stale => 7,
     }
 }
 
@@ -430,6 +431,7 @@ impl WorkerStats {
                 bbo_mismatch: u(UntrustReason::BboMismatch),
                 crossed: u(UntrustReason::Crossed),
                 data_loss: u(UntrustReason::DataLoss),
+                stale: u(UntrustReason::Stale),
             },
             resync_requests_sent: g(&c.resync_sent),
             resync_requests_dropped: g(&c.resync_dropped),
@@ -470,6 +472,8 @@ pub struct UntrustCounts {
     pub crossed: u64,
     /// Upstream data loss (DataLoss marker).
     pub data_loss: u64,
+    /// Connection suspected frozen (MarkStale item).
+    pub stale: u64,
 }
 
 /// A plain copy of one worker's statistics (the seeds' worker stats plus integrity checks).
