@@ -270,6 +270,38 @@ impl Collector for MetricsData {
                 ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
             }
         }
+        // Silent freezes: suspicions by evidence, connections suspected now, the probe.
+        {
+            let mut family = e.encode_descriptor(
+                "freeze_suspected",
+                "Connections suspected frozen (books marked stale, recycled), by evidence",
+                None,
+                MetricType::Counter,
+            )?;
+            for evidence in ["probe", "rate"] {
+                let n = i.freeze_suspected.get(evidence).copied().unwrap_or(0);
+                let labels = [("evidence", evidence.to_string())];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        gauge(
+            e,
+            "connections_frozen",
+            "Connections suspected frozen right now",
+            i.frozen_now as f64,
+        )?;
+        gauge(
+            e,
+            "freeze_probe_assets",
+            "Assets the freeze probe follows",
+            i.probe_assets as f64,
+        )?;
+        counter(
+            e,
+            "data_silence_reconnects",
+            "Connections reconnected by the hard data-silence watchdog",
+            i.data_silence_reconnects,
+        )?;
         gauge(
             e,
             "assets_awaiting_snapshot",

@@ -302,16 +302,25 @@ impl Core {
     }
 
     /// Messages due by `now` under the rate (a bounded batch when unlimited).
+    /// Messages per minute (`rate_per_min` when set, else `rate_per_sec` × 60; 0 = unlimited).
+    fn per_minute(&self) -> u64 {
+        if self.cfg.rate_per_min > 0 {
+            self.cfg.rate_per_min
+        } else {
+            self.cfg.rate_per_sec.saturating_mul(60)
+        }
+    }
+
     fn due(&mut self, now: Instant) -> u64 {
-        let rate = self.cfg.rate_per_sec;
+        let rate = self.per_minute();
         if rate == 0 {
             return BATCH;
         }
         let allowed =
-            (u128::from(rate) * now.duration_since(self.origin).as_nanos() / 1_000_000_000) as u64;
+            (u128::from(rate) * now.duration_since(self.origin).as_nanos() / 60_000_000_000) as u64;
         let due = allowed.saturating_sub(self.produced);
         // After a long stall (a blocked queue, a slow machine) do not burst to catch up.
-        if due > rate / 10 + BATCH {
+        if due > rate / 600 + BATCH {
             self.restart_bucket(now);
             return BATCH.min(rate);
         }
@@ -319,9 +328,9 @@ impl Core {
     }
 
     fn until_next(&self, now: Instant) -> Duration {
-        let rate = self.cfg.rate_per_sec.max(1);
+        let rate = self.per_minute().max(1);
         let at = Duration::from_nanos(
-            ((u128::from(self.produced) + 1) * 1_000_000_000 / u128::from(rate)) as u64,
+            ((u128::from(self.produced) + 1) * 60_000_000_000 / u128::from(rate)) as u64,
         );
         (self.origin + at).saturating_duration_since(now)
     }

@@ -87,6 +87,9 @@ pub struct SimConfig {
     pub markets: usize,
     /// Flow messages per second over all markets; 0 = as fast as possible. Default 2,000.
     pub rate_per_sec: u64,
+    /// Flow messages per minute over all markets, for quiet universes below 1 msg/s; when
+    /// non-zero it replaces `rate_per_sec`. Default 0.
+    pub rate_per_min: u64,
     /// RNG seed: same seed, same universe and flow decisions. Default 1.
     pub seed: u64,
     /// Share (0..=1) of markets in negative-risk events of several markets. Default 0.15.
@@ -138,6 +141,7 @@ impl Default for SimConfig {
         SimConfig {
             markets: 100,
             rate_per_sec: 2_000,
+            rate_per_min: 0,
             seed: 1,
             neg_risk_share: 0.15,
             expiring_share: 0.02,
