@@ -661,6 +661,7 @@ pub fn book_answer(v: &BookView) -> BookAnswer {
         asset_id: v.asset_id.clone(),
         market: v.market.clone(),
         trusted: v.trusted,
+        reason: v.reason.map(crate::orderbook::UntrustReason::as_str),
         timestamp: (v.timestamp != 0).then_some(v.timestamp),
         hash: (v.timestamp != 0).then(|| v.hash.clone()),
         tick_size: v.tick_size.map(|t| t.raw()),

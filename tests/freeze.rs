@@ -118,6 +118,15 @@ fn a_frozen_connection_is_flagged_within_5_s_and_healed_make_before_break() {
         worst <= Duration::from_secs(5),
         "a freeze took {worst:?} to flag"
     );
+    // The books said so while it was true: untrusted with reason `stale`.
+    let s = engine.stats(Duration::from_secs(5)).expect("stats");
+    let stale: u64 = s["workers"]["worker_stats"]
+        .as_array()
+        .expect("worker_stats")
+        .iter()
+        .map(|w| w["untrusted"]["stale"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(stale >= 100 * freezes as u64, "books marked stale: {stale}");
     let (probe, _, _, silence_reconnects) = counts(&engine);
     assert!(probe >= freezes as u64, "probe evidence counted: {probe}");
     assert_eq!(silence_reconnects, 0, "healed by recycling, not by a drop");

@@ -4,7 +4,8 @@
 //! One iteration: poll → for each ready connection, read every frame until WouldBlock and
 //! decode it once into records → check each record's owner → append it to its worker's batch
 //! → push every batch (one ring write per worker) → run timers (keep-alive, silence
-//! watchdog, reconnects, snapshot watchdog, resyncs, subscription planning) → answer commands.
+//! watchdog, reconnects, subscription planning, freeze detection with the probe connection,
+//! recycling, snapshot watchdog, resyncs, publishing) → answer commands.
 //!
 //! Nothing here blocks, sleeps, logs per message or allocates per message once warm (the
 //! decoder and router reuse their buffers). Logs are for transitions only.

@@ -42,6 +42,8 @@ pub struct BookAnswer {
     pub market: String,
     /// Trusted (from a snapshot on, every check passed).
     pub trusted: bool,
+    /// Why not trusted (`UntrustReason::as_str`), `None` while trusted.
+    pub reason: Option<&'static str>,
     /// Exchange timestamp of the last update (ms), when any.
     pub timestamp: Option<u64>,
     /// Venue-compatible hash.
@@ -67,6 +69,8 @@ pub struct OrderbookJson {
     pub market: String,
     /// Trusted.
     pub trusted: bool,
+    /// Why not trusted (`stale`, `hash_mismatch`, …); `null` while trusted.
+    pub reason: Option<String>,
     /// Unix ms as a string.
     pub timestamp: Option<String>,
     /// Hash.
@@ -130,6 +134,7 @@ pub fn orderbook_json(b: &BookAnswer) -> OrderbookJson {
         asset_id: b.asset_id.clone(),
         market: b.market.clone(),
         trusted: b.trusted,
+        reason: b.reason.map(str::to_string),
         timestamp: b.timestamp.map(|t| t.to_string()),
         hash: b.hash.clone(),
         tick_size: b.tick_size.map(|t| text(u64::from(t))),
