@@ -265,8 +265,13 @@ fn new_market_messages_subscribe_at_once_with_custom_features() {
 /// from their first snapshot on (the engine infers both from that hash) and equal the truth.
 #[test]
 fn announced_markets_verify_their_hashes_from_the_first_snapshot() {
+    // `POLYPY_ANNOUNCED_BASE=200` reproduces the run (200 markets at start).
+    let base = std::env::var("POLYPY_ANNOUNCED_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let sim = Sim::start(SimConfig {
-        markets: 30,
+        markets: base,
         rate_per_sec: 600,
         expiring_share: 0.0,
         new_market_every: Some(Duration::from_millis(250)),
