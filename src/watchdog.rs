@@ -244,16 +244,19 @@ pub struct FreezeConfig {
     /// assets of every connection, whose messages are never applied but prove that the venue
     /// sends data an owner did not deliver. Default on.
     pub probe: bool,
-    /// Assets per connection the probe follows. Default 3.
-    pub probe_assets_per_conn: usize,
+    /// Flow messages per second the probe aims to see of each connection: its busiest assets
+    /// are added until their recent rate reaches this. Default 5.
+    pub probe_target_rate: f64,
+    /// Most assets the probe follows per connection. Default 25.
+    pub probe_max_per_conn: usize,
     /// How often the probe's assets are chosen again. Default 30 s.
     pub probe_reselect: Duration,
-    /// An owner that delivered nothing for this long around a probe message missed it.
-    /// Default 1 s.
+    /// An owner that delivered nothing for this long before a probe message missed it.
+    /// Default 0.5 s.
     pub match_window: Duration,
     /// Probe messages the owner missed before it is suspected. Default 2.
     pub min_evidence: u32,
-    /// … and the first of them at least this old. Default 1 s.
+    /// … and the first of them at least this old. Default 0.5 s.
     pub grace: Duration,
     /// Rate-aware silence: a gap this many times the connection's mean gap between flow
     /// messages (over the last [`RATE_WINDOW`]) is improbable. Default 30.
@@ -266,11 +269,12 @@ impl Default for FreezeConfig {
     fn default() -> Self {
         FreezeConfig {
             probe: true,
-            probe_assets_per_conn: 3,
+            probe_target_rate: 5.0,
+            probe_max_per_conn: 25,
             probe_reselect: Duration::from_secs(30),
-            match_window: Duration::from_secs(1),
+            match_window: Duration::from_millis(500),
             min_evidence: 2,
-            grace: Duration::from_secs(1),
+            grace: Duration::from_millis(500),
             gap_factor: 30.0,
             min_gap: Duration::from_secs(10),
         }
@@ -525,11 +529,11 @@ mod tests {
         d.on_probe(&cfg, 4, t + Duration::from_secs(2), last);
         d.on_probe(&cfg, 4, t + Duration::from_millis(2_500), last);
         assert!(
-            d.convicted(&cfg, t + Duration::from_millis(2_900), |_| last)
+            d.convicted(&cfg, t + Duration::from_millis(2_400), |_| last)
                 .is_empty()
         );
         assert_eq!(
-            d.convicted(&cfg, t + Duration::from_secs(3), |_| last),
+            d.convicted(&cfg, t + Duration::from_millis(2_500), |_| last),
             vec![4]
         );
         assert!(

@@ -4,8 +4,9 @@
 //! [`RateWindow`](crate::watchdog::RateWindow), [`improbable_silence`]).
 //!
 //! - **The probe** is one extra connection (id [`PROBE_ID`], outside the pool and the
-//!   registry's ownership) subscribed to the busiest few assets of every connection, chosen
-//!   again every `probe_reselect`. Its frames are decoded for evidence only
+//!   registry's ownership) subscribed to the busiest few assets of every connection (enough
+//!   for about 5 flow messages a second of each, at most 25 per connection and 450 in all),
+//!   chosen again every `probe_reselect`. Its frames are decoded for evidence only
 //!   (`Core::on_probe_frame`): nothing it receives is applied, so the owner rule stands. A flow
 //!   message it receives for an asset whose owner delivered nothing around that time is
 //!   evidence against the owner; enough of it convicts the owner within seconds. The probe's
@@ -123,10 +124,20 @@ impl EventLoop {
         self.core.recycler.request(conn, RecycleReason::Unhealthy);
     }
 
-    /// `conn` is gone (lost or closed): it is no longer suspected.
+    /// `conn` is gone (lost or closed): it is no longer suspected, and the probe chooses
+    /// its assets again soon (ownership moved).
     pub(super) fn forget_suspect(&mut self, conn: ConnId) {
         self.suspected.remove(&conn);
         self.freeze.forget(conn);
+        self.probe_soon(Instant::now());
+    }
+
+    /// The connections changed (one opened, closed or took over assets): the probe looks
+    /// again within [`PROBE_FIRST_LOOK`] instead of at its next regular choice.
+    pub(super) fn probe_soon(&mut self, now: Instant) {
+        if let Some(probe) = self.probe.as_mut() {
+            probe.next_select = probe.next_select.min(now + PROBE_FIRST_LOOK);
+        }
     }
 
     /// Reads everything the probe has; its flow messages become evidence.
@@ -170,7 +181,7 @@ impl EventLoop {
     fn probe_upkeep(&mut self, now: Instant) {
         let due = self.probe.as_ref().is_none_or(|p| now >= p.next_select);
         if due {
-            let chosen = self.probe_choose();
+            let chosen = self.probe_choose(now);
             let next = now
                 + if chosen.is_empty() {
                     PROBE_FIRST_LOOK
@@ -230,10 +241,16 @@ impl EventLoop {
         }
     }
 
-    /// The busiest `probe_assets_per_conn` assets of every open connection since the last
-    /// choice (then the counts start over).
-    fn probe_choose(&mut self) -> Vec<AssetId> {
-        let k = self.config.freeze.probe_assets_per_conn;
+    /// For every open connection, its busiest assets since the last choice, until their rate
+    /// reaches `probe_target_rate` (at most `probe_max_per_conn`); then the counts start over.
+    /// The probe's traffic is then a small, bounded share of the total.
+    fn probe_choose(&mut self, now: Instant) -> Vec<AssetId> {
+        let cfg = self.config.freeze;
+        let secs = self
+            .probe_counted_since
+            .map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64())
+            .max(1.0);
+        let target = cfg.probe_target_rate * secs; // messages over the counting window
         let counts = &self.core.flow_counts;
         let mut picked: Vec<(u32, AssetId)> = Vec::new();
         for (id, slot) in &self.conns {
@@ -250,14 +267,21 @@ impl EventLoop {
                 })
                 .collect();
             busiest.sort_unstable_by(|x, y| y.cmp(x));
-            busiest.truncate(k);
-            picked.extend(busiest);
+            let mut seen = 0.0;
+            for (n, a) in busiest.into_iter().take(cfg.probe_max_per_conn) {
+                if seen >= target {
+                    break;
+                }
+                seen += f64::from(n);
+                picked.push((n, a));
+            }
         }
         picked.sort_unstable_by(|x, y| y.cmp(x));
         picked.truncate(PROBE_MAX_ASSETS);
         let mut chosen: Vec<AssetId> = picked.into_iter().map(|(_, a)| a).collect();
         chosen.sort_unstable();
         self.core.flow_counts.fill(0);
+        self.probe_counted_since = Some(now);
         chosen
     }
 

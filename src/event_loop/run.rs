@@ -83,6 +83,8 @@ pub struct EventLoop {
     pub(super) probe: Option<ProbeSlot>,
     /// Probe evidence against owner connections.
     pub(super) freeze: FreezeDetector,
+    /// Since when `Core::flow_counts` count (the probe's last choice).
+    pub(super) probe_counted_since: Option<Instant>,
     /// Connections suspected frozen, since when (until recycled or lost).
     pub(super) suspected: BTreeMap<ConnId, Instant>,
     /// Wire → book latency of the last [`RECENT_WINDOW`](crate::worker::RECENT_WINDOW).
@@ -148,6 +150,7 @@ impl EventLoop {
             publish_clock: PublishClock::default(),
             probe: None,
             freeze: FreezeDetector::default(),
+            probe_counted_since: None,
             suspected: BTreeMap::new(),
             latency_window: LatencyWindow::default(),
         })
@@ -271,6 +274,7 @@ impl EventLoop {
     }
 
     pub(super) fn on_connected(&mut self, conn_id: ConnId, now: Instant) {
+        self.probe_soon(now);
         let Some(slot) = self.conns.get_mut(&conn_id) else {
             return;
         };
