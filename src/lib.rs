@@ -34,6 +34,7 @@ pub mod connection;
 pub mod discovery;
 pub mod engine;
 pub mod event_loop;
+pub mod feed;
 pub mod handoff;
 pub mod http;
 pub mod market;
