@@ -45,5 +45,6 @@ pub mod recording;
 pub mod recycler;
 pub mod registry;
 pub mod sim;
+pub mod stream;
 pub mod venue;
 pub mod worker;
