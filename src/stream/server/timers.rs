@@ -1,0 +1,156 @@
+//! Pending snapshots, conflated and legacy subscriptions, slow clients, heartbeats.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::super::client::{Chunk, Client};
+use super::super::protocol as p;
+use super::{Server, bump, snapshot_json};
+use crate::market::AssetId;
+
+impl Server {
+    // ---- timers and writes ------------------------------------------------------------
+
+    /// Sends pending snapshots to clients with room (half the queue bound free).
+    pub(super) fn drain_snapshots(&mut self) {
+        let cap = self.cfg.max_queued_bytes;
+        for i in 0..self.clients.len() {
+            while let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) {
+                if c.snap_queue.is_empty() || c.queued > cap / 2 || !c.is_open() {
+                    break;
+                }
+                let Some(asset) = c.snap_queue.pop_front() else {
+                    break;
+                };
+                let (subs, _) = self.effective(i, asset);
+                let Some(opts) = subs.book else {
+                    if let Some(ca) = self
+                        .clients
+                        .get_mut(i)
+                        .and_then(Option::as_mut)
+                        .and_then(|c| c.assets.get_mut(&asset))
+                    {
+                        ca.need_snap = false;
+                    }
+                    continue;
+                };
+                let Some(frame) = self.snapshot_frame(asset, opts.depth) else {
+                    continue;
+                };
+                if let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) {
+                    if let Some(ca) = c.assets.get_mut(&asset) {
+                        ca.need_snap = false;
+                    }
+                    c.push(Chunk::Owned(frame));
+                }
+                self.list(i);
+            }
+        }
+    }
+
+    pub(super) fn snapshot_frame(&mut self, asset: AssetId, depth: u32) -> Option<Vec<u8>> {
+        let b = self.books.get(asset.index()).and_then(Option::as_ref)?;
+        if b.mirror.in_snapshot() {
+            return None;
+        }
+        let hash = b.mirror.hash_hex(&mut self.ctx);
+        let mut out = Vec::new();
+        snapshot_json(&mut out, b, &hash, depth);
+        Some(p::text_frame(&out))
+    }
+
+    pub(super) fn timers(&mut self, now: Instant) {
+        let now_ms = self.now_ms();
+        let cap = self.cfg.max_queued_bytes;
+        let slow_after = self.cfg.slow_close_after;
+        for i in 0..self.clients.len() {
+            let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            if let Some(deadline) = c.closing {
+                if c.out.is_empty() || now >= deadline {
+                    self.remove(i);
+                }
+                continue;
+            }
+            if let Some(since) = c.behind_since {
+                if c.snap_queue.is_empty() && c.queued <= cap / 4 {
+                    c.behind_since = None;
+                } else if now.duration_since(since) >= slow_after {
+                    bump(&self.stats.slow_closes, 1);
+                    let reason = format!(
+                        "too slow: could not keep up for {} s (output bound {} bytes)",
+                        slow_after.as_secs(),
+                        cap
+                    );
+                    self.close(i, 1008, &reason);
+                    continue;
+                }
+            }
+            // Conflated subscriptions.
+            if c.conflated && c.queued <= cap / 2 {
+                let mut due = Vec::new();
+                for (a, ca) in &mut c.assets {
+                    if !ca.dirty {
+                        continue;
+                    }
+                    due.push((*a, ca.last_snap_ms));
+                }
+                for (a, last) in due {
+                    let (subs, _) = self.effective(i, a);
+                    let Some(opts) = subs.book.filter(|o| o.interval_ms > 0) else {
+                        continue;
+                    };
+                    if last != 0 && now_ms < last + u64::from(opts.interval_ms) {
+                        continue;
+                    }
+                    let Some(frame) = self.snapshot_frame(a, opts.depth) else {
+                        continue;
+                    };
+                    if let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) {
+                        if let Some(ca) = c.assets.get_mut(&a) {
+                            ca.dirty = false;
+                            ca.last_snap_ms = now_ms.max(1);
+                        }
+                        c.push(Chunk::Owned(frame));
+                    }
+                    self.list(i);
+                }
+            }
+            // Legacy top-10 messages.
+            let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            if c.legacy.is_empty() || !c.is_open() {
+                continue;
+            }
+            let mut due = Vec::new();
+            for l in &mut c.legacy {
+                if now_ms >= l.next_ms {
+                    l.next_ms = now_ms + l.interval_ms;
+                    due.push(l.asset);
+                }
+            }
+            for a in due {
+                let Some(b) = self.books.get(a.index()).and_then(Option::as_ref) else {
+                    continue;
+                };
+                let hash = b.mirror.hash_hex(&mut self.ctx);
+                let mut out = Vec::new();
+                p::legacy_orderbook(&mut out, b.mirror.book(), &hash, b.untrusted.is_none());
+                self.send_droppable(i, Chunk::Owned(p::text_frame(&out)));
+            }
+        }
+    }
+
+    pub(super) fn heartbeat(&mut self) {
+        let ms = jiff::Timestamp::now().as_millisecond();
+        let json = format!("{{\"type\":\"heartbeat\",\"ts_ms\":{ms}}}");
+        let frame: Arc<[u8]> = Arc::from(p::text_frame(json.as_bytes()));
+        for i in 0..self.clients.len() {
+            if self.clients[i].as_ref().is_some_and(Client::is_open) {
+                self.send_droppable(i, Chunk::Shared(Arc::clone(&frame)));
+            }
+        }
+    }
+}
