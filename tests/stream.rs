@@ -449,6 +449,21 @@ fn bad_input_gets_errors_or_a_close_and_never_hurts_anyone() {
         assert!(Instant::now() < wait);
         std::thread::sleep(Duration::from_millis(10));
     }
+    // polypy-tail follows a market and its checks pass.
+    let market = sim.truth_all().expect("truth")[0].market.clone();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_polypy-tail"))
+        .args([
+            "--url",
+            &format!("ws://127.0.0.1:{port}/ws"),
+            "--market",
+            &market,
+        ])
+        .args(["--duration", "1.5"])
+        .output()
+        .expect("polypy-tail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("final: books=2 trusted=2"), "{err}");
     let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let r = tungstenite::client(format!("ws://127.0.0.1:{port}/elsewhere"), tcp);

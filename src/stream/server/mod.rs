@@ -365,6 +365,12 @@ impl Server {
                         texts.push(Err((1009, "message too big")));
                         break;
                     }
+                    Err(tungstenite::Error::Protocol(
+                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                    )) => {
+                        gone = true;
+                        break;
+                    }
                     Err(tungstenite::Error::Protocol(_)) => {
                         texts.push(Err((1002, "protocol error")));
                         break;
