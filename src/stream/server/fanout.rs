@@ -389,6 +389,7 @@ impl Server {
                 bump(&self.stats.conflations, 1);
             }
             c.behind_since.get_or_insert_with(Instant::now);
+            self.timers_wanted = true;
         }
     }
 
@@ -404,6 +405,7 @@ impl Server {
         } else {
             bump(&self.stats.dropped, 1);
             c.behind_since.get_or_insert_with(Instant::now);
+            self.timers_wanted = true;
         }
     }
 }

@@ -86,6 +86,10 @@ struct Server {
     last_of_burst: Vec<bool>,
     seen: FxHashSet<AssetId>,
     to_write: Vec<usize>,
+    /// Clients whose read budget ran out (read again next iteration).
+    read_again: Vec<usize>,
+    /// Some client needs the timer tick (conflated, legacy, behind, closing).
+    timers_wanted: bool,
     started: Instant,
 }
 
@@ -114,27 +118,25 @@ pub(super) fn run(
         last_of_burst: Vec::with_capacity(FEED_BATCH),
         seen: FxHashSet::default(),
         to_write: Vec::new(),
+        read_again: Vec::new(),
+        timers_wanted: false,
         started: Instant::now(),
     };
     let mut events = Events::with_capacity(1024);
     let mut next_tick = Instant::now();
     let mut next_heartbeat = Instant::now() + srv.cfg.heartbeat;
     while !stop.load(Ordering::Acquire) {
-        let busy = feeds.iter().any(|f| !f.is_empty())
-            || srv.clients.iter().flatten().any(|c| c.read_more);
+        let busy = feeds.iter().any(|f| !f.is_empty()) || !srv.read_again.is_empty();
         let timeout = if busy {
             Duration::ZERO
         } else {
-            let now = Instant::now();
-            let timers = srv.clients.iter().flatten().any(|c| {
-                c.conflated
-                    || !c.legacy.is_empty()
-                    || c.behind_since.is_some()
-                    || c.closing.is_some()
-            });
-            let until = if timers { next_tick } else { next_heartbeat };
+            let until = if srv.timers_wanted {
+                next_tick
+            } else {
+                next_heartbeat
+            };
             until
-                .saturating_duration_since(now)
+                .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(100))
         };
         if timeout.is_zero() {
@@ -162,12 +164,7 @@ pub(super) fn run(
             next_heartbeat = now + srv.cfg.heartbeat;
             srv.heartbeat();
         }
-        srv.drain_snapshots();
         srv.write_all();
-        srv.stats.queued_bytes.store(
-            srv.clients.iter().flatten().map(|c| c.queued as u64).sum(),
-            Ordering::Relaxed,
-        );
     }
     let n = srv.clients.len();
     for i in 0..n {
@@ -299,13 +296,8 @@ impl Server {
     }
 
     fn read_more(&mut self) {
-        let again: Vec<usize> = self
-            .clients
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().filter(|c| c.read_more).map(|_| i))
-            .collect();
-        for i in again {
+        let again = std::mem::take(&mut self.read_again);
+        for &i in &again {
             self.read(i);
         }
     }
@@ -344,7 +336,10 @@ impl Server {
             let mut budget = READ_BUDGET;
             loop {
                 if budget == 0 {
-                    c.read_more = true;
+                    if !c.read_more {
+                        c.read_more = true;
+                        self.read_again.push(i);
+                    }
                     break;
                 }
                 budget -= 1;

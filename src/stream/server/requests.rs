@@ -144,6 +144,8 @@ impl Server {
         }
         msg.push(b'}');
         self.send_own(i, &msg);
+        self.drain_snapshots_of(i);
+        self.timers_wanted = true;
         if channel == Channel::Bbo {
             for a in list {
                 self.send_bbo_to(i, a);

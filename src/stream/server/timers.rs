@@ -13,8 +13,15 @@ impl Server {
 
     /// Sends pending snapshots to clients with room (half the queue bound free).
     pub(super) fn drain_snapshots(&mut self) {
-        let cap = self.cfg.max_queued_bytes;
         for i in 0..self.clients.len() {
+            self.drain_snapshots_of(i);
+        }
+    }
+
+    /// Sends client `i`'s pending snapshots while it has room (half the queue bound free).
+    pub(super) fn drain_snapshots_of(&mut self, i: usize) {
+        let cap = self.cfg.max_queued_bytes;
+        {
             while let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) {
                 if c.snap_queue.is_empty() || c.queued > cap / 2 || !c.is_open() {
                     break;
@@ -22,6 +29,10 @@ impl Server {
                 let Some(asset) = c.snap_queue.pop_front() else {
                     break;
                 };
+                if !c.assets.get(&asset).is_some_and(|ca| ca.need_snap) {
+                    // Already repaired by a snapshot from the feed.
+                    continue;
+                }
                 let (subs, _) = self.effective(i, asset);
                 let Some(opts) = subs.book else {
                     if let Some(ca) = self
@@ -60,6 +71,21 @@ impl Server {
     }
 
     pub(super) fn timers(&mut self, now: Instant) {
+        self.drain_snapshots();
+        let mut wanted = false;
+        let mut queued = 0u64;
+        for c in self.clients.iter().flatten() {
+            wanted |= c.conflated
+                || !c.legacy.is_empty()
+                || c.behind_since.is_some()
+                || c.closing.is_some()
+                || !c.snap_queue.is_empty();
+            queued += c.queued as u64;
+        }
+        self.timers_wanted = wanted;
+        self.stats
+            .queued_bytes
+            .store(queued, std::sync::atomic::Ordering::Relaxed);
         let now_ms = self.now_ms();
         let cap = self.cfg.max_queued_bytes;
         let slow_after = self.cfg.slow_close_after;
