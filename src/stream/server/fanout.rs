@@ -264,10 +264,16 @@ impl Server {
         }
         for &i in &targets {
             let (subs, _) = self.effective(i, asset);
-            if let (Some(_), Some(f)) = (subs.book, &frame) {
-                self.send_book(i, asset, Chunk::Shared(Arc::clone(f)), false);
+            let live_book = subs.book.is_some_and(|o| o.interval_ms == 0);
+            match (subs.book, &frame) {
+                // Conflated: a snapshot at the next interval.
+                (Some(o), _) if o.interval_ms > 0 => self.mark_dirty(i, asset),
+                (Some(_), Some(f)) => {
+                    self.send_book(i, asset, Chunk::Shared(Arc::clone(f)), false);
+                }
+                _ => {}
             }
-            if trade_frame && subs.trades && subs.book.is_none() {
+            if trade_frame && subs.trades && !live_book {
                 if let Some(f) = &frame {
                     self.send_droppable(i, Chunk::Shared(Arc::clone(f)));
                 }

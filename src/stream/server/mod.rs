@@ -401,9 +401,19 @@ impl Server {
 
     fn send_own(&mut self, i: usize, json: &[u8]) {
         let frame = p::text_frame(json);
+        let cap = self.cfg.max_queued_bytes;
         if let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) {
-            // Control answers are small and always queued (bounded by the read budget).
-            c.push(Chunk::Owned(frame));
+            // Answers are queued even when the client is behind (they are small), up to twice
+            // the bound: a client that sends without reading is then closed as slow.
+            if c.queued + frame.len() <= 2 * cap {
+                c.push(Chunk::Owned(frame));
+            } else {
+                bump(&self.stats.dropped, 1);
+            }
+            if c.queued > cap {
+                c.behind_since.get_or_insert_with(Instant::now);
+                self.timers_wanted = true;
+            }
         }
         self.list(i);
     }
