@@ -365,6 +365,7 @@ fn bad_input_gets_errors_or_a_close_and_never_hurts_anyone() {
         200,
         StreamConfig {
             max_clients: 3,
+            max_all_subscribers: 1,
             ..StreamConfig::default()
         },
     );
@@ -435,7 +436,18 @@ fn bad_input_gets_errors_or_a_close_and_never_hurts_anyone() {
 
     // The client limit: 3 allowed; the 4th is refused and counted.
     let _c2 = Client::connect(&engine);
-    let _c3 = Client::connect(&engine);
+    let mut _c3 = Client::connect(&engine);
+    // At most one client on "all" here.
+    c.send(r#"{"op":"subscribe","channel":"trades","all":true}"#);
+    c.wait_other("subscribed to all", |v| {
+        v["type"] == "subscribed" && v["all"] == true
+    });
+    _c3.send(r#"{"op":"subscribe","channel":"book","all":true}"#);
+    let e = _c3.wait_other("error", |v| v["type"] == "error");
+    assert!(
+        e["error"].as_str().unwrap().contains("too many clients"),
+        "{e}"
+    );
     let wait = Instant::now() + Duration::from_secs(5);
     while engine.stream_stats().unwrap().clients < 3 {
         assert!(Instant::now() < wait);

@@ -155,6 +155,8 @@ pub(crate) struct Client {
     pub(crate) all: Subs,
     pub(crate) assets: FxHashMap<AssetId, ClientAsset>,
     pub(crate) snap_queue: VecDeque<AssetId>,
+    /// Conflated subscriptions changed since their last snapshot (`ClientAsset::dirty`).
+    pub(crate) dirty: Vec<AssetId>,
     pub(crate) legacy: Vec<Legacy>,
     /// Has a conflated (interval) subscription.
     pub(crate) conflated: bool,
@@ -195,6 +197,7 @@ impl Client {
             all: Subs::default(),
             assets: FxHashMap::default(),
             snap_queue: VecDeque::new(),
+            dirty: Vec::new(),
             legacy: Vec::new(),
             conflated: false,
             behind_since: None,

@@ -65,6 +65,9 @@ pub struct StreamConfig {
     pub feed_capacity: usize,
     /// Least time between two hashes carried by one asset's deltas.
     pub delta_hash_every: Duration,
+    /// Most clients with an `all` subscription at once (each holds per-book state and gets
+    /// every message); more get an `error`.
+    pub max_all_subscribers: usize,
     /// SO_SNDBUF of client sockets (`None`: the OS default); bounds the kernel's share of a
     /// slow client's backlog.
     pub send_buffer_bytes: Option<usize>,
@@ -73,7 +76,7 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     /// Port 8081 on 0.0.0.0, 1,000 clients, 4 MiB per client, closed after 10 s behind,
     /// heartbeat 5 s, 1,000 ids per request, 1 MiB messages, 65,536-item feed rings, a delta
-    /// hash at most every 250 ms per asset.
+    /// hash at most every 250 ms per asset, 100 clients on `all`.
     fn default() -> StreamConfig {
         StreamConfig {
             host: "0.0.0.0".into(),
@@ -87,6 +90,7 @@ impl Default for StreamConfig {
             feed_capacity: crate::feed::DEFAULT_FEED_CAPACITY,
             delta_hash_every: Duration::from_millis(250),
             send_buffer_bytes: None,
+            max_all_subscribers: 100,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::super::client::{Chunk, ClientAsset, Subs};
 use super::super::protocol as p;
-use super::{AssetBook, FEED_BATCH, Server, bump, snapshot_json};
+use super::{AssetBook, FEED_BATCH, Server, bump};
 use crate::feed::{FeedConsumer, FeedEvent, FeedItem, FeedKind, MirrorBook};
 use crate::market::AssetId;
 use crate::orderbook::{BookMeta, UntrustReason};
@@ -53,6 +53,7 @@ impl Server {
         }
         match &mut self.books[i] {
             Some(b) => {
+                b.cached = None;
                 b.mirror.set_meta((**meta).clone());
                 b.meta = Arc::clone(meta);
             }
@@ -67,6 +68,7 @@ impl Server {
                     repair: false,
                     subs: Vec::new(),
                     last_hash: None,
+                    cached: None,
                 });
             }
         }
@@ -140,11 +142,9 @@ impl Server {
         if targets.is_empty() {
             return;
         }
-        // Everyone on the book channel gets it (full-depth frame shared, depth-limited ones
-        // built per client); conflated subscriptions are marked.
-        let hash = b.mirror.hash_hex(&mut self.ctx);
+        // Everyone on the book channel gets it (the full-depth frame built once and
+        // shared, depth-limited ones per client); conflated subscriptions are marked.
         b.last_hash = Some(Instant::now());
-        let mut full: Option<Arc<[u8]>> = None;
         for &i in &targets {
             let (subs, _) = self.effective(i, asset);
             let Some(opts) = subs.book else { continue };
@@ -152,24 +152,9 @@ impl Server {
                 self.mark_dirty(i, asset);
                 continue;
             }
-            let frame = if opts.depth == 0 {
-                full.get_or_insert_with(|| {
-                    let b = self.books[asset.index()].as_ref();
-                    let mut out = Vec::new();
-                    if let Some(b) = b {
-                        snapshot_json(&mut out, b, &hash, 0);
-                    }
-                    Arc::from(p::text_frame(&out))
-                })
-                .clone()
-            } else {
-                let mut out = Vec::new();
-                if let Some(b) = self.books[asset.index()].as_ref() {
-                    snapshot_json(&mut out, b, &hash, opts.depth);
-                }
-                Arc::from(p::text_frame(&out))
-            };
-            self.send_book(i, asset, Chunk::Shared(frame), true);
+            if let Some(frame) = self.snapshot_frame(asset, opts.depth) {
+                self.send_book(i, asset, frame, true);
+            }
         }
         if bbo_changed {
             self.bbo_out(asset, &targets);
@@ -364,7 +349,11 @@ impl Server {
 
     pub(super) fn mark_dirty(&mut self, i: usize, asset: AssetId) {
         if let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) {
-            c.assets.entry(asset).or_default().dirty = true;
+            let ca = c.assets.entry(asset).or_default();
+            if !ca.dirty {
+                ca.dirty = true;
+                c.dirty.push(asset);
+            }
         }
     }
 

@@ -60,6 +60,8 @@ struct AssetBook {
     /// Clients with an explicit subscription.
     subs: Vec<usize>,
     last_hash: Option<Instant>,
+    /// The full-depth snapshot frame at seq `.0` (shared by every client that needs it).
+    cached: Option<(u64, Arc<[u8]>)>,
 }
 
 impl AssetBook {
@@ -449,6 +451,7 @@ impl Server {
         }
         c.clear_unsent();
         c.snap_queue.clear();
+        c.dirty.clear();
         c.push(Chunk::Owned(p::close_frame(code, reason)));
         c.closing = Some(Instant::now() + CLOSE_GRACE);
         self.unsubscribe_everything(i);
@@ -488,6 +491,7 @@ impl Server {
         subs += count(&c.all);
         c.all = Subs::default();
         c.legacy.clear();
+        c.dirty.clear();
         c.conflated = false;
         self.all_subs.retain(|&x| x != i);
         self.stats.subscriptions.fetch_sub(

@@ -85,6 +85,15 @@ impl Server {
     pub(super) fn subscribe(&mut self, i: usize, channel: Channel, sel: &Selector, opts: BookOpts) {
         let assets = self.resolve(i, sel);
         let all = assets.is_none();
+        let max_all = self.cfg.max_all_subscribers;
+        if all && !self.all_subs.contains(&i) && self.all_subs.len() >= max_all {
+            bump(&self.stats.bad_requests, 1);
+            self.error(
+                i,
+                &format!("too many clients on \"all\" ({max_all}); name assets or markets"),
+            );
+            return;
+        }
         let list: Vec<AssetId> = match assets {
             Some(v) => v,
             None => self
@@ -122,6 +131,9 @@ impl Server {
             }
             if channel == Channel::Book {
                 if opts.interval_ms > 0 {
+                    if !ca.dirty {
+                        c.dirty.push(a);
+                    }
                     ca.dirty = true;
                     ca.last_snap_ms = 0;
                 } else if !ca.need_snap {

@@ -52,22 +52,41 @@ impl Server {
                     if let Some(ca) = c.assets.get_mut(&asset) {
                         ca.need_snap = false;
                     }
-                    c.push(Chunk::Owned(frame));
+                    c.push(frame);
                 }
                 self.list(i);
             }
         }
     }
 
-    pub(super) fn snapshot_frame(&mut self, asset: AssetId, depth: u32) -> Option<Vec<u8>> {
-        let b = self.books.get(asset.index()).and_then(Option::as_ref)?;
+    /// A snapshot frame of `asset` now; full-depth frames are cached per seq and shared.
+    pub(super) fn snapshot_frame(&mut self, asset: AssetId, depth: u32) -> Option<Chunk> {
+        let b = self.books.get_mut(asset.index()).and_then(Option::as_mut)?;
         if b.mirror.in_snapshot() {
             return None;
         }
-        let hash = b.mirror.hash_hex(&mut self.ctx);
+        if depth == 0 {
+            if let Some((seq, f)) = &b.cached {
+                if *seq == b.seq {
+                    return Some(Chunk::Shared(Arc::clone(f)));
+                }
+            }
+        }
+        // A depth-limited snapshot carries no hash (it is not the whole book).
+        let hash = if depth == 0 {
+            b.mirror.hash_hex(&mut self.ctx)
+        } else {
+            String::new()
+        };
         let mut out = Vec::new();
         snapshot_json(&mut out, b, &hash, depth);
-        Some(p::text_frame(&out))
+        let frame = p::text_frame(&out);
+        if depth == 0 {
+            let f: Arc<[u8]> = Arc::from(frame);
+            b.cached = Some((b.seq, Arc::clone(&f)));
+            return Some(Chunk::Shared(f));
+        }
+        Some(Chunk::Owned(frame))
     }
 
     pub(super) fn timers(&mut self, now: Instant) {
@@ -114,23 +133,28 @@ impl Server {
                 }
             }
             // Conflated subscriptions.
-            if c.conflated && c.queued <= cap / 2 {
-                let mut due = Vec::new();
-                for (a, ca) in &mut c.assets {
-                    if !ca.dirty {
-                        continue;
-                    }
-                    due.push((*a, ca.last_snap_ms));
-                }
-                for (a, last) in due {
+            if c.conflated && c.queued <= cap / 2 && !c.dirty.is_empty() {
+                let list = std::mem::take(&mut c.dirty);
+                let mut keep = Vec::new();
+                for a in list {
+                    let last = self
+                        .clients
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .and_then(|c| c.assets.get(&a))
+                        .filter(|ca| ca.dirty)
+                        .map(|ca| ca.last_snap_ms);
+                    let Some(last) = last else { continue };
                     let (subs, _) = self.effective(i, a);
                     let Some(opts) = subs.book.filter(|o| o.interval_ms > 0) else {
                         continue;
                     };
                     if last != 0 && now_ms < last + u64::from(opts.interval_ms) {
+                        keep.push(a);
                         continue;
                     }
                     let Some(frame) = self.snapshot_frame(a, opts.depth) else {
+                        keep.push(a);
                         continue;
                     };
                     if let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) {
@@ -138,9 +162,12 @@ impl Server {
                             ca.dirty = false;
                             ca.last_snap_ms = now_ms.max(1);
                         }
-                        c.push(Chunk::Owned(frame));
+                        c.push(frame);
                     }
                     self.list(i);
+                }
+                if let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) {
+                    c.dirty.extend(keep);
                 }
             }
             // Legacy top-10 messages.
