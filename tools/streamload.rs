@@ -59,6 +59,9 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// No stream and no feed at all (with --clients 0): the engine as before the stream.
+    #[arg(long)]
+    no_stream: bool,
 }
 
 /// Latency bounds for the engine's cumulative histogram (ns): 1 µs … 100 ms.
@@ -207,6 +210,13 @@ fn main() -> anyhow::Result<()> {
         ..EngineConfig::default()
     };
     config.pool.target_per_connection = 200;
+    anyhow::ensure!(
+        !args.no_stream || args.clients == 0,
+        "--no-stream needs --clients 0"
+    );
+    if args.no_stream {
+        config.stream = None;
+    }
     let engine = Engine::start_with_handlers(config, noop_factory(), true)?;
     let books = (args.markets * 2) as u64;
     let t0 = Instant::now();
@@ -217,7 +227,7 @@ fn main() -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let port = engine.stream_port().context("no stream port")?;
+    let port = engine.stream_port().unwrap_or(0);
     let assets = sim.assets()?;
     let mut rng = fastrand::Rng::with_seed(7);
     let mut clients = Vec::with_capacity(args.clients);
@@ -279,6 +289,7 @@ fn main() -> anyhow::Result<()> {
         "markets": args.markets,
         "rate": args.rate,
         "clients": args.clients,
+        "stream_enabled": !args.no_stream,
         "assets_per_client": if args.assets_per_client == 0 { "all".to_string() } else { args.assets_per_client.to_string() },
         "secs": secs,
         "engine_msgs_per_s": (n(&st1, &["integrity", "messages"]) - n(&st0, &["integrity", "messages"])) as f64 / secs,
