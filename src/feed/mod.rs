@@ -149,6 +149,8 @@ pub struct FeedStats {
     pub events_dropped: AtomicU64,
     /// Snapshots that can never fit in the ring.
     pub oversized: AtomicU64,
+    /// Times this publisher woke the sleeping consumer (one system call each).
+    pub wakes: AtomicU64,
 }
 
 /// A point-in-time copy of [`FeedStats`] (summed over workers by [`Feed::stats`]).
@@ -166,6 +168,8 @@ pub struct FeedStatsSnapshot {
     pub events_dropped: u64,
     /// See [`FeedStats::oversized`].
     pub oversized: u64,
+    /// See [`FeedStats::wakes`].
+    pub wakes: u64,
 }
 
 /// Wakes the consumer thread at most once per worker chunk, only while it sleeps.
@@ -205,13 +209,16 @@ impl FeedWake {
         self.sleeping.store(false, Ordering::Relaxed);
     }
 
-    fn wake(&self) {
+    /// Wakes the consumer if it sleeps; true when it did.
+    fn wake(&self) -> bool {
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
             if let Some(n) = &self.notify {
                 n();
             }
+            return true;
         }
+        false
     }
 }
 
@@ -455,8 +462,8 @@ impl Handler for FeedPublisher {
                 i += 1;
             }
         }
-        if std::mem::take(&mut self.pushed) {
-            self.wake.wake();
+        if std::mem::take(&mut self.pushed) && self.wake.wake() {
+            bump(&self.stats.wakes, 1);
         }
     }
 }
@@ -547,6 +554,7 @@ impl Feed {
             s.gaps += l(&f.gaps);
             s.events_dropped += l(&f.events_dropped);
             s.oversized += l(&f.oversized);
+            s.wakes += l(&f.wakes);
         }
         s
     }
