@@ -506,6 +506,11 @@ fn stream_metrics(
             "Repair snapshots published",
             f.repairs,
         ),
+        (
+            "stream_feed_wakes",
+            "Wake-ups of the stream thread by the book workers",
+            f.wakes,
+        ),
     ] {
         counter(e, name, help, v)?;
     }
