@@ -391,6 +391,26 @@ fn bad_input_gets_errors_or_a_close_and_never_hurts_anyone() {
     ));
     let e = c.wait_other("error", |v| v["type"] == "error");
     assert!(e["error"].as_str().unwrap().contains("too many"), "{e}");
+    // The original system's path and protocol.
+    let mut legacy = {
+        let tcp = TcpStream::connect(("127.0.0.1", engine.stream_port().unwrap())).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let url = format!(
+            "ws://127.0.0.1:{}/ws/orderbook",
+            engine.stream_port().unwrap()
+        );
+        let (ws, _) = tungstenite::client(url, tcp).expect("legacy handshake");
+        Client {
+            ws,
+            books: ClientBooks::new(),
+            others: Vec::new(),
+        }
+    };
+    legacy.send(&format!(r#"{{"subscribe":"{asset}","interval_ms":50}}"#));
+    let first = legacy.wait_other("orderbook", |v| v["type"] == "orderbook");
+    assert!(first["bids"][0]["price"].is_string(), "{first}");
+    drop(legacy);
     // Ping, the legacy protocol, bbo.
     c.send(r#"{"op":"ping"}"#);
     c.wait_other("pong", |v| v["type"] == "pong");

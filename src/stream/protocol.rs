@@ -531,6 +531,41 @@ mod tests {
         assert!(parse_request(&many, 10).unwrap_err().contains("too many"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_errs_without_panicking(text in ".{0,200}") {
+            let _ = parse_request(&text, 10);
+        }
+
+        #[test]
+        fn json_shaped_text_parses_or_errs(
+            op in "(subscribe|unsubscribe|ping|x)",
+            channel in "(book|bbo|trades|y)",
+            n in 0usize..20,
+            depth in proptest::option::of(0u32..100),
+            interval in proptest::option::of(0u32..1000),
+        ) {
+            let ids: Vec<String> = (0..n).map(|i| format!("\"{i}\"")).collect();
+            let mut text = format!(
+                r#"{{"op":"{op}","channel":"{channel}","assets":[{}]"#,
+                ids.join(",")
+            );
+            if let Some(d) = depth {
+                text.push_str(&format!(r#","depth":{d}"#));
+            }
+            if let Some(i) = interval {
+                text.push_str(&format!(r#","interval_ms":{i}"#));
+            }
+            text.push('}');
+            match parse_request(&text, 10) {
+                Ok(Request::Subscribe { selector: Selector::Assets(a), .. }) => {
+                    proptest::prop_assert!(a.len() <= 10);
+                }
+                Ok(_) | Err(_) => {}
+            }
+        }
+    }
+
     #[test]
     fn frames_carry_the_right_lengths() {
         assert_eq!(text_frame(b"ab"), vec![0x81, 2, b'a', b'b']);
