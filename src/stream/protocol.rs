@@ -557,12 +557,16 @@ mod tests {
                 text.push_str(&format!(r#","interval_ms":{i}"#));
             }
             text.push('}');
-            match parse_request(&text, 10) {
-                Ok(Request::Subscribe { selector: Selector::Assets(a), .. }) => {
-                    proptest::prop_assert!(a.len() <= 10);
-                }
-                Ok(_) | Err(_) => {}
+            let r = parse_request(&text, 10);
+            if let Ok(Request::Subscribe { selector: Selector::Assets(a), .. }) = &r {
+                proptest::prop_assert!(a.len() <= 10);
             }
+            // `ping` ignores everything else.
+            let bad_interval =
+                interval.is_some_and(|i| op == "subscribe" && i != 0 && i < MIN_INTERVAL_MS);
+            let want_err =
+                op != "ping" && (n > 10 || op == "x" || channel == "y" || bad_interval);
+            proptest::prop_assert_eq!(r.is_err(), want_err);
         }
     }
 
