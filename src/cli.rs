@@ -65,6 +65,16 @@ pub struct Cli {
     /// Do not start the HTTP API.
     #[arg(long, env = "POLYPY_NO_HTTP")]
     pub no_http: bool,
+    /// Port of the book stream, `ws://HOST:PORT/ws` on the HTTP API's host (0 picks a free
+    /// port; docs/stream-api.md).
+    #[arg(long, env = "POLYPY_STREAM_PORT", default_value_t = crate::stream::DEFAULT_STREAM_PORT)]
+    pub stream_port: u16,
+    /// Do not start the book stream (nor its feed).
+    #[arg(long, env = "POLYPY_NO_STREAM")]
+    pub no_stream: bool,
+    /// Most stream clients at once; more are refused (counted in /stats `stream.refused`).
+    #[arg(long, env = "POLYPY_STREAM_MAX_CLIENTS", default_value_t = 1000)]
+    pub stream_max_clients: usize,
     /// Seconds between Gamma discovery scans.
     #[arg(long, env = "POLYPY_DISCOVERY_INTERVAL", default_value_t = 60)]
     pub discovery_interval: u64,
@@ -206,6 +216,12 @@ impl Cli {
             ..EngineConfig::default()
         };
         c.pool.target_per_connection = self.assets_per_connection;
+        c.stream = (!self.no_stream).then(|| crate::stream::StreamConfig {
+            host: self.http_host.clone(),
+            port: self.stream_port,
+            max_clients: self.stream_max_clients,
+            ..crate::stream::StreamConfig::default()
+        });
         c
     }
 }

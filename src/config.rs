@@ -90,6 +90,8 @@ pub struct EngineConfig {
     pub record: Option<std::path::PathBuf>,
     /// Capacity of each worker ring, in records.
     pub ring_capacity: usize,
+    /// The stream server (`src/stream/`, docs/stream-api.md); `None`: no feed, no stream.
+    pub stream: Option<crate::stream::StreamConfig>,
 }
 
 impl Default for EngineConfig {
@@ -121,6 +123,7 @@ impl Default for EngineConfig {
             allow: AllowList::default(),
             record: None,
             ring_capacity: 1 << 16,
+            stream: None,
         }
     }
 }

@@ -43,6 +43,9 @@ pub enum EngineError {
         /// Why.
         source: crate::connection::ConnectionError,
     },
+    /// The stream server could not bind.
+    #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
     /// The OS refused a resource (thread, poll, file).
     #[error("{what}: {source}")]
     Os {
@@ -129,7 +132,7 @@ impl Engine {
         config: EngineConfig,
         hooks: EngineHooks,
     ) -> Result<EngineHandle, EngineError> {
-        let factory = hooks.handlers.clone();
+        let mut factory = hooks.handlers.clone();
         let discover = hooks.discover;
         config.validate()?;
         let started = Instant::now();
@@ -173,11 +176,31 @@ impl Engine {
             placements,
             ..crate::worker::PoolConfig::default()
         };
+        // The stream server is bound before the workers start: their feed publishers wake it.
+        let mut stream_parts = None;
+        if let Some(sc) = &config.stream {
+            let server = crate::stream::StreamServer::bind(sc.clone())?;
+            let (feed, wrapped, consumers) =
+                crate::feed::Feed::new(config.workers, sc.feed_capacity, factory, server.wake());
+            factory = wrapped;
+            stream_parts = Some((server, feed, consumers));
+        }
         let sink = ResyncSink::new(resync_tx).with_waker(Arc::clone(&waker));
         let (router, workers) = spawn_workers(&pool_cfg, &factory, &sink, &shutdown)
             .map_err(os("starting book workers"))?;
         log::info!("Book workers started: count={}", workers.len());
         let router_stats = router.stats();
+        let (stream, feed) = match stream_parts {
+            Some((server, feed, consumers)) => (
+                Some(
+                    server
+                        .spawn(consumers)
+                        .map_err(os("starting the stream server"))?,
+                ),
+                Some(feed),
+            ),
+            None => (None, None),
+        };
 
         // 4. Event loop with the pool.
         let (cmd_tx, cmd_rx) = bounded(4096);
@@ -251,6 +274,8 @@ impl Engine {
             shutdown,
             started,
             recorder,
+            stream,
+            feed,
         };
 
         // 5. Discovery.
@@ -332,6 +357,8 @@ pub struct EngineHandle {
     shutdown: Arc<AtomicBool>,
     started: Instant,
     recorder: Option<Recorder>,
+    stream: Option<crate::stream::StreamHandle>,
+    feed: Option<crate::feed::Feed>,
 }
 
 impl EngineHandle {
@@ -573,8 +600,40 @@ impl EngineHandle {
             "lifecycle": lifecycle,
             "recycler": snap.recycler,
             "integrity": integrity,
+            "stream": self.stream_json(),
             "snapshot_age_seconds": snap_age,
         })
+    }
+
+    /// The stream server's bound port, when it runs.
+    pub fn stream_port(&self) -> Option<u16> {
+        self.stream.as_ref().map(crate::stream::StreamHandle::port)
+    }
+
+    /// The stream server's counters, when it runs.
+    pub fn stream_stats(&self) -> Option<crate::stream::StreamStatsSnapshot> {
+        self.stream.as_ref().map(|s| s.stats().snapshot())
+    }
+
+    /// The feed's counters (summed over workers), when the stream runs.
+    pub fn feed_stats(&self) -> Option<crate::feed::FeedStatsSnapshot> {
+        self.feed.as_ref().map(crate::feed::Feed::stats)
+    }
+
+    /// `/stats` `stream`: the server's and the feed's counters.
+    pub fn stream_json(&self) -> serde_json::Value {
+        match (self.stream_stats(), self.feed_stats()) {
+            (Some(s), Some(f)) => {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("enabled".into(), true.into());
+                    o.insert("port".into(), self.stream_port().unwrap_or(0).into());
+                    o.insert("feed".into(), serde_json::to_value(f).unwrap_or_default());
+                }
+                v
+            }
+            _ => serde_json::json!({"enabled": false}),
+        }
     }
 
     /// Seconds since start.
@@ -640,6 +699,9 @@ impl EngineHandle {
         }
         if had_workers {
             log::info!("Book workers stopped");
+        }
+        if let Some(mut s) = self.stream.take() {
+            s.stop();
         }
         if let Some((tx, t)) = self.recorder.take() {
             drop(tx);

@@ -36,6 +36,7 @@ impl Engine {
         let mut child = Command::new(BIN)
             .args(args)
             .args(["--http-host", "127.0.0.1", "--http-port", &port.to_string()])
+            .args(["--stream-port", "0"])
             .args(["--idle", "park", "--no-pin", "--workers", "2"])
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -485,7 +486,12 @@ fn simulate_shows_progress_and_sigterm_under_load_exits_zero_within_5s() {
 fn startup_failures_exit_nonzero_with_a_reason() {
     for (args, reason) in [
         (
-            vec!["--ws-url", "http://example.com/ws", "--no-http"],
+            vec![
+                "--ws-url",
+                "http://example.com/ws",
+                "--no-http",
+                "--no-stream",
+            ],
             "--ws-url",
         ),
         (
@@ -494,6 +500,7 @@ fn startup_failures_exit_nonzero_with_a_reason() {
                 "--sim-markets",
                 "5",
                 "--no-http",
+                "--no-stream",
                 "--record",
                 "/nonexistent-dir/x/rec.jsonl",
             ],

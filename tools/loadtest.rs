@@ -655,6 +655,17 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
             &args.assets_per_connection.to_string(),
         ])
         .args(["--log-level", "warn"])
+        .args(
+            if args
+                .engine_args
+                .iter()
+                .any(|a| a.starts_with("--stream-port"))
+            {
+                &[][..]
+            } else {
+                &["--no-stream"][..]
+            },
+        )
         .args(&args.engine_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

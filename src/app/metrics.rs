@@ -49,6 +49,10 @@ pub struct MetricsData {
     workers: Vec<WorkerStatsSnapshot>,
     latency: CumulativeHistogram,
     discovery: Option<serde_json::Value>,
+    stream: Option<(
+        crate::stream::StreamStatsSnapshot,
+        crate::feed::FeedStatsSnapshot,
+    )>,
 }
 
 impl MetricsData {
@@ -63,6 +67,7 @@ impl MetricsData {
             workers: engine.worker_stats(),
             latency: engine.latency_cumulative(LATENCY_BOUNDS_NS),
             discovery: engine.discovery_stats().map(|d| d.to_json()),
+            stream: engine.stream_stats().zip(engine.feed_stats()),
         })
     }
 
@@ -465,6 +470,117 @@ impl Collector for MetricsData {
                 n("last_scan_ms") as f64 / 1e3,
             )?;
         }
+        if let Some((st, feed)) = &self.stream {
+            stream_metrics(e, st, feed)?;
+        }
         Ok(())
     }
+}
+
+/// `polypy_stream_*`: the stream server and its feed.
+fn stream_metrics(
+    e: &mut DescriptorEncoder,
+    s: &crate::stream::StreamStatsSnapshot,
+    f: &crate::feed::FeedStatsSnapshot,
+) -> Fmt {
+    gauge(
+        e,
+        "stream_clients",
+        "Stream clients connected",
+        s.clients as f64,
+    )?;
+    gauge(
+        e,
+        "stream_subscriptions",
+        "Stream subscriptions ((asset, channel) pairs and `all` ones)",
+        s.subscriptions as f64,
+    )?;
+    gauge(
+        e,
+        "stream_queued_bytes",
+        "Bytes queued for stream clients",
+        s.queued_bytes as f64,
+    )?;
+    for (name, help, v) in [
+        ("stream_accepted", "Stream connections accepted", s.accepted),
+        (
+            "stream_refused",
+            "Stream connections refused (client limit)",
+            s.refused,
+        ),
+        (
+            "stream_handshake_failures",
+            "Stream handshakes that failed",
+            s.handshake_failures,
+        ),
+        (
+            "stream_messages_sent",
+            "Stream messages written",
+            s.messages_sent,
+        ),
+        ("stream_bytes_sent", "Stream bytes written", s.bytes_sent),
+        (
+            "stream_conflations",
+            "Book deltas replaced by a snapshot for a slow client",
+            s.conflations,
+        ),
+        (
+            "stream_dropped",
+            "bbo/trade messages dropped for a slow client",
+            s.dropped,
+        ),
+        (
+            "stream_slow_closes",
+            "Stream clients closed (1008) for staying behind",
+            s.slow_closes,
+        ),
+        (
+            "stream_bad_requests",
+            "Stream requests answered with an error",
+            s.bad_requests,
+        ),
+        (
+            "stream_protocol_closes",
+            "Stream clients closed for protocol violations",
+            s.protocol_closes,
+        ),
+        (
+            "stream_feed_gaps",
+            "Repair snapshots received from the feed",
+            s.feed_gaps,
+        ),
+        (
+            "stream_seq_errors",
+            "Feed events out of sequence (expected 0)",
+            s.seq_errors,
+        ),
+        (
+            "stream_feed_events",
+            "Events published by the book workers to the feed",
+            f.events,
+        ),
+        (
+            "stream_feed_gaps_opened",
+            "Feed gaps opened (ring full)",
+            f.gaps,
+        ),
+        (
+            "stream_feed_events_dropped",
+            "Feed events not published (asset gapped)",
+            f.events_dropped,
+        ),
+        (
+            "stream_feed_repairs",
+            "Repair snapshots published",
+            f.repairs,
+        ),
+        (
+            "stream_feed_wakes",
+            "Wake-ups of the stream thread by the book workers",
+            f.wakes,
+        ),
+    ] {
+        counter(e, name, help, v)?;
+    }
+    Ok(())
 }

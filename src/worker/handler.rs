@@ -37,6 +37,16 @@ pub trait Handler: Send {
     /// The book became trusted (`reason == None`) or untrusted (with the reason).
     fn on_trust_change(&mut self, _asset: AssetId, _trusted: bool, _reason: Option<UntrustReason>) {
     }
+    /// Called once after each chunk of ring items and after each settle scan, with read
+    /// access to every book of the worker (the feed publisher republishes the books it could
+    /// not publish, and wakes its consumer once per chunk).
+    fn on_flush(&mut self, _books: &dyn BookLookup) {}
+}
+
+/// Read access to the books of one worker, given to [`Handler::on_flush`].
+pub trait BookLookup {
+    /// The book of `asset`, when this worker owns one.
+    fn book(&self, asset: AssetId) -> Option<&OrderBook>;
 }
 
 /// Makes the handler of worker `i`; called once per worker.

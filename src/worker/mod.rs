@@ -45,7 +45,7 @@ use crossbeam_utils::CachePadded;
 use rtrb::{Consumer, RingBuffer};
 
 pub use clock::now_ns;
-pub use handler::{Handler, HandlerFactory, NoopHandler, noop_factory};
+pub use handler::{BookLookup, Handler, HandlerFactory, NoopHandler, noop_factory};
 pub use idle::IdleStrategy;
 pub use query::{BookQuerier, BookQuery, BookView, QueryError};
 pub use stats::{
@@ -467,6 +467,11 @@ impl Shard {
         }
     }
 
+    /// Gives the handler its end-of-chunk call with read access to the books.
+    fn flush_handler(&mut self) {
+        self.out.handler.on_flush(&Books(&self.books));
+    }
+
     fn heap_bytes(&self) -> u64 {
         let books: usize = self
             .books
@@ -477,6 +482,18 @@ impl Shard {
         (books
             + self.books.capacity() * std::mem::size_of::<Option<Slot>>()
             + self.pending.capacity() * std::mem::size_of::<AssetId>()) as u64
+    }
+}
+
+/// The books of a shard as [`Handler::on_flush`] sees them.
+struct Books<'a>(&'a [Option<Slot>]);
+
+impl BookLookup for Books<'_> {
+    fn book(&self, asset: AssetId) -> Option<&OrderBook> {
+        self.0
+            .get(asset.index())
+            .and_then(Option::as_ref)
+            .map(|s| &*s.book)
     }
 }
 
@@ -644,6 +661,7 @@ impl BookWorker {
             if now.saturating_sub(last_scan) >= scan_every_ns {
                 last_scan = now;
                 self.shard.settle_due(now, settle_after_ns);
+                self.shard.flush_handler();
             }
             if self.shard.out.notify_due {
                 self.shard.out.notify_due = false;
@@ -702,6 +720,7 @@ impl BookWorker {
             }
             self.shard.item(item, start);
         }
+        self.shard.flush_handler();
         let end = now_ns();
         let stats = &self.shard.out.stats;
         let took = end.saturating_sub(start);
