@@ -242,6 +242,8 @@ pub struct FeedPublisher {
     stats: Arc<FeedStats>,
     wake: Arc<FeedWake>,
     pushed: bool,
+    /// Receive time of the venue snapshot being published (0 for repairs).
+    recv_ns: u64,
 }
 
 impl std::fmt::Debug for FeedPublisher {
@@ -314,6 +316,18 @@ impl FeedPublisher {
         self.pushed = true;
     }
 
+    /// A snapshot from the venue: published, or the asset is gapped.
+    fn venue_snapshot(&mut self, asset: AssetId, recv_ns: u64, book: &OrderBook) {
+        let repair = self.state(asset).gapped;
+        self.recv_ns = recv_ns;
+        let ok = self.snapshot(asset, book, repair);
+        self.recv_ns = 0;
+        if !ok {
+            let counted = self.state(asset).meta.is_some();
+            self.gap(asset, counted);
+        }
+    }
+
     /// Publishes a whole snapshot of `book` if it fits; false otherwise (nothing pushed).
     fn snapshot(&mut self, asset: AssetId, book: &OrderBook, repair: bool) -> bool {
         let bids = book.bids().wire_order();
@@ -342,7 +356,7 @@ impl FeedPublisher {
             asset,
             seq,
             venue_ts: book.last_timestamp(),
-            recv_ns: 0,
+            recv_ns: self.recv_ns,
             kind: FeedKind::Snapshot {
                 bids: bids.len() as u32,
                 asks: asks.len() as u32,
@@ -378,11 +392,12 @@ impl FeedPublisher {
 impl Handler for FeedPublisher {
     fn on_snapshot(&mut self, asset: AssetId, book: &OrderBook) {
         self.inner.on_snapshot(asset, book);
-        let repair = self.state(asset).gapped;
-        if !self.snapshot(asset, book, repair) {
-            let counted = self.state(asset).meta.is_some();
-            self.gap(asset, counted);
-        }
+        self.venue_snapshot(asset, 0, book);
+    }
+
+    fn on_snapshot_record(&mut self, asset: AssetId, rec: &Record, book: &OrderBook) {
+        self.inner.on_snapshot_record(asset, rec, book);
+        self.venue_snapshot(asset, rec.received_ns, book);
     }
 
     fn on_change(&mut self, asset: AssetId, rec: &Record, book: &OrderBook) {
@@ -535,6 +550,7 @@ impl Feed {
                     stats: Arc::clone(stats),
                     wake: Arc::clone(&wake),
                     pushed: false,
+                    recv_ns: 0,
                 }),
                 // Called twice for one worker, or out of range: no feed for it.
                 _ => inner_h,

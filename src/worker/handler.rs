@@ -27,6 +27,12 @@ use crate::orderbook::{OrderBook, UntrustReason};
 pub trait Handler: Send {
     /// A complete `book` snapshot was applied; the book is trusted.
     fn on_snapshot(&mut self, _asset: AssetId, _book: &OrderBook) {}
+    /// The same event with the record that completed the snapshot (its venue timestamp and
+    /// receive time). The worker calls this one; by default it calls
+    /// [`on_snapshot`](Self::on_snapshot).
+    fn on_snapshot_record(&mut self, asset: AssetId, _rec: &Record, book: &OrderBook) {
+        self.on_snapshot(asset, book);
+    }
     /// A `price_change` entry ([`Event::Change`](crate::market::Event::Change)) was applied.
     fn on_change(&mut self, _asset: AssetId, _rec: &Record, _book: &OrderBook) {}
     /// A `last_trade_price` ([`Event::Trade`](crate::market::Event::Trade)) was recorded.

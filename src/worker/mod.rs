@@ -410,7 +410,7 @@ impl Shard {
                     HashVerdict::Mismatch => bump(&cold.snapshot_hash_mismatched, 1),
                     HashVerdict::NotChecked => {}
                 }
-                handler.on_snapshot(asset, book);
+                handler.on_snapshot_record(asset, rec, book);
             }
             Effect::SkippedNotTrusted => bump(&hot.skipped_untrusted, 1),
             Effect::BecameUntrusted(_) => match rec.event {
