@@ -103,6 +103,8 @@ pub enum FeedKind {
         /// Untrust reason; `None` = trusted again.
         reason: Option<UntrustReason>,
     },
+    /// The book was removed from the engine (its market expired); nothing follows.
+    Removed,
 }
 
 /// One event of the feed (`Copy`, no heap).
@@ -447,6 +449,34 @@ impl Handler for FeedPublisher {
             Some(reason.unwrap_or(UntrustReason::DataLoss))
         };
         self.event(asset, None, FeedKind::Trust { reason }, None);
+    }
+
+    fn on_remove(&mut self, asset: AssetId) {
+        self.inner.on_remove(asset);
+        let known = self.state(asset).meta.is_some();
+        if known {
+            if self.ring.slots() == 0 {
+                // The consumer keeps a stale book; counted like any lost event.
+                bump(&self.stats.events_dropped, 1);
+            } else {
+                let st = self.state(asset);
+                st.seq += 1;
+                let ev = FeedEvent {
+                    asset,
+                    seq: st.seq,
+                    venue_ts: 0,
+                    recv_ns: 0,
+                    kind: FeedKind::Removed,
+                };
+                let _ = self.ring.push(FeedItem::Event(ev));
+                bump(&self.stats.events, 1);
+                self.pushed = true;
+            }
+        }
+        // A book added again later starts over (meta, snapshot).
+        if let Some(st) = self.assets.get_mut(asset.index()) {
+            *st = AssetState::default();
+        }
     }
 
     fn on_flush(&mut self, books: &dyn BookLookup) {

@@ -133,3 +133,27 @@ fn a_book_larger_than_the_ring_is_counted_not_published() {
     assert!(drain(&mut consumers[0]).is_empty());
     assert!(feed.stats().oversized >= 1);
 }
+
+#[test]
+fn a_removed_book_is_announced_and_starts_over_when_added_again() {
+    let wake = Arc::new(FeedWake::default());
+    let (_feed, factory, mut consumers) = Feed::new(1, 64, crate::worker::noop_factory(), wake);
+    let mut h = factory(0);
+    let book = book_with(1);
+    h.on_snapshot(AssetId(0), &book);
+    h.on_remove(AssetId(0));
+    let got = drain(&mut consumers[0]);
+    assert_eq!(
+        got.last().map(|e| (e.kind, e.seq)),
+        Some((FeedKind::Removed, 2))
+    );
+    h.on_snapshot(AssetId(0), &book);
+    let mut metas = 0;
+    while let Some(item) = consumers[0].pop() {
+        match item {
+            FeedItem::Meta { .. } => metas += 1,
+            FeedItem::Event(e) => assert_eq!(e.seq, 1),
+        }
+    }
+    assert_eq!(metas, 1, "the metadata is sent again");
+}

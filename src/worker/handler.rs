@@ -43,6 +43,8 @@ pub trait Handler: Send {
     /// The book became trusted (`reason == None`) or untrusted (with the reason).
     fn on_trust_change(&mut self, _asset: AssetId, _trusted: bool, _reason: Option<UntrustReason>) {
     }
+    /// The book was removed (its market expired and the cleanup grace passed).
+    fn on_remove(&mut self, _asset: AssetId) {}
     /// Called once after each chunk of ring items and after each settle scan, with read
     /// access to every book of the worker (the feed publisher republishes the books it could
     /// not publish, and wakes its consumer once per chunk).

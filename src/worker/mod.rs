@@ -349,6 +349,7 @@ impl Shard {
                     }
                     bump(&self.out.stats.cold.books_removed, 1);
                     self.out.set_books(self.out.books.saturating_sub(1));
+                    self.out.handler.on_remove(asset);
                 }
             }
             WorkItem::DataLoss { asset } => {
