@@ -27,6 +27,38 @@
 //!
 //! Nothing here allocates per event once warm: per-asset state grows when a new asset
 //! appears, and a [`BookMeta`] is copied once per asset (and when it changes).
+//!
+//! # Embedding
+//! The engine builds a feed for its stream server; an embedder can read one itself:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use polypy::engine::{Engine, EngineHooks};
+//! use polypy::feed::{Feed, FeedItem, FeedKind, FeedWake};
+//!
+//! let config = polypy::config::EngineConfig::default();
+//! // No wake-up callback: this consumer polls.
+//! let (feed, handlers, mut consumers) = Feed::new(
+//!     config.workers,
+//!     polypy::feed::DEFAULT_FEED_CAPACITY,
+//!     polypy::worker::noop_factory(),
+//!     Arc::new(FeedWake::default()),
+//! );
+//! let engine = Engine::start_with(config, EngineHooks { handlers, ..EngineHooks::default() })?;
+//! loop {
+//!     for c in &mut consumers {
+//!         while let Some(FeedItem::Event(e)) = c.pop() {
+//!             if let FeedKind::Change { side, price, size } = e.kind {
+//!                 println!("{:?} seq {} {side:?} {price} {size}", e.asset, e.seq);
+//!             }
+//!         }
+//!     }
+//!     std::thread::sleep(std::time::Duration::from_millis(1));
+//! #   break;
+//! }
+//! # drop((feed, engine));
+//! # Ok::<(), polypy::engine::EngineError>(())
+//! ```
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
