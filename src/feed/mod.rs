@@ -27,6 +27,38 @@
 //!
 //! Nothing here allocates per event once warm: per-asset state grows when a new asset
 //! appears, and a [`BookMeta`] is copied once per asset (and when it changes).
+//!
+//! # Embedding
+//! The engine builds a feed for its stream server; an embedder can read one itself:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use polypy::engine::{Engine, EngineHooks};
+//! use polypy::feed::{Feed, FeedItem, FeedKind, FeedWake};
+//!
+//! let config = polypy::config::EngineConfig::default();
+//! // No wake-up callback: this consumer polls.
+//! let (feed, handlers, mut consumers) = Feed::new(
+//!     config.workers,
+//!     polypy::feed::DEFAULT_FEED_CAPACITY,
+//!     polypy::worker::noop_factory(),
+//!     Arc::new(FeedWake::default()),
+//! );
+//! let engine = Engine::start_with(config, EngineHooks { handlers, ..EngineHooks::default() })?;
+//! loop {
+//!     for c in &mut consumers {
+//!         while let Some(FeedItem::Event(e)) = c.pop() {
+//!             if let FeedKind::Change { side, price, size } = e.kind {
+//!                 println!("{:?} seq {} {side:?} {price} {size}", e.asset, e.seq);
+//!             }
+//!         }
+//!     }
+//!     std::thread::sleep(std::time::Duration::from_millis(1));
+//! #   break;
+//! }
+//! # drop((feed, engine));
+//! # Ok::<(), polypy::engine::EngineError>(())
+//! ```
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
@@ -103,6 +135,8 @@ pub enum FeedKind {
         /// Untrust reason; `None` = trusted again.
         reason: Option<UntrustReason>,
     },
+    /// The book was removed from the engine (its market expired); nothing follows.
+    Removed,
 }
 
 /// One event of the feed (`Copy`, no heap).
@@ -242,6 +276,8 @@ pub struct FeedPublisher {
     stats: Arc<FeedStats>,
     wake: Arc<FeedWake>,
     pushed: bool,
+    /// Receive time of the venue snapshot being published (0 for repairs).
+    recv_ns: u64,
 }
 
 impl std::fmt::Debug for FeedPublisher {
@@ -314,6 +350,18 @@ impl FeedPublisher {
         self.pushed = true;
     }
 
+    /// A snapshot from the venue: published, or the asset is gapped.
+    fn venue_snapshot(&mut self, asset: AssetId, recv_ns: u64, book: &OrderBook) {
+        let repair = self.state(asset).gapped;
+        self.recv_ns = recv_ns;
+        let ok = self.snapshot(asset, book, repair);
+        self.recv_ns = 0;
+        if !ok {
+            let counted = self.state(asset).meta.is_some();
+            self.gap(asset, counted);
+        }
+    }
+
     /// Publishes a whole snapshot of `book` if it fits; false otherwise (nothing pushed).
     fn snapshot(&mut self, asset: AssetId, book: &OrderBook, repair: bool) -> bool {
         let bids = book.bids().wire_order();
@@ -342,7 +390,7 @@ impl FeedPublisher {
             asset,
             seq,
             venue_ts: book.last_timestamp(),
-            recv_ns: 0,
+            recv_ns: self.recv_ns,
             kind: FeedKind::Snapshot {
                 bids: bids.len() as u32,
                 asks: asks.len() as u32,
@@ -378,11 +426,12 @@ impl FeedPublisher {
 impl Handler for FeedPublisher {
     fn on_snapshot(&mut self, asset: AssetId, book: &OrderBook) {
         self.inner.on_snapshot(asset, book);
-        let repair = self.state(asset).gapped;
-        if !self.snapshot(asset, book, repair) {
-            let counted = self.state(asset).meta.is_some();
-            self.gap(asset, counted);
-        }
+        self.venue_snapshot(asset, 0, book);
+    }
+
+    fn on_snapshot_record(&mut self, asset: AssetId, rec: &Record, book: &OrderBook) {
+        self.inner.on_snapshot_record(asset, rec, book);
+        self.venue_snapshot(asset, rec.received_ns, book);
     }
 
     fn on_change(&mut self, asset: AssetId, rec: &Record, book: &OrderBook) {
@@ -432,6 +481,34 @@ impl Handler for FeedPublisher {
             Some(reason.unwrap_or(UntrustReason::DataLoss))
         };
         self.event(asset, None, FeedKind::Trust { reason }, None);
+    }
+
+    fn on_remove(&mut self, asset: AssetId) {
+        self.inner.on_remove(asset);
+        let known = self.state(asset).meta.is_some();
+        if known {
+            if self.ring.slots() == 0 {
+                // The consumer keeps a stale book; counted like any lost event.
+                bump(&self.stats.events_dropped, 1);
+            } else {
+                let st = self.state(asset);
+                st.seq += 1;
+                let ev = FeedEvent {
+                    asset,
+                    seq: st.seq,
+                    venue_ts: 0,
+                    recv_ns: 0,
+                    kind: FeedKind::Removed,
+                };
+                let _ = self.ring.push(FeedItem::Event(ev));
+                bump(&self.stats.events, 1);
+                self.pushed = true;
+            }
+        }
+        // A book added again later starts over (meta, snapshot).
+        if let Some(st) = self.assets.get_mut(asset.index()) {
+            *st = AssetState::default();
+        }
     }
 
     fn on_flush(&mut self, books: &dyn BookLookup) {
@@ -535,6 +612,7 @@ impl Feed {
                     stats: Arc::clone(stats),
                     wake: Arc::clone(&wake),
                     pushed: false,
+                    recv_ns: 0,
                 }),
                 // Called twice for one worker, or out of range: no feed for it.
                 _ => inner_h,

@@ -76,7 +76,13 @@ fn seq_grows_by_one_and_a_full_ring_gaps_then_repairs_with_a_snapshot() {
     let (feed, factory, mut consumers) = Feed::new(1, 8, crate::worker::noop_factory(), wake);
     let mut h = factory(0);
     let book = book_with(3);
-    h.on_snapshot(AssetId(0), &book);
+    let end = Record {
+        asset: AssetId(0),
+        exchange_ts: 1000,
+        received_ns: 77,
+        event: Event::BookEnd { hash: None },
+    };
+    h.on_snapshot_record(AssetId(0), &end, &book);
     h.on_change(AssetId(0), &change(2), &book);
     let got = drain(&mut consumers[0]);
     // meta is not an event; snapshot head + 3 levels + one change.
@@ -90,6 +96,8 @@ fn seq_grows_by_one_and_a_full_ring_gaps_then_repairs_with_a_snapshot() {
         }
     ));
     assert_eq!(got[0].seq, 1);
+    assert_eq!(got[0].recv_ns, 77);
+    assert_eq!(got[1].recv_ns, 77, "levels carry the head's stamps");
     assert_eq!(got[4].seq, 2);
     assert_eq!(got[4].recv_ns, 5);
     // Fill the ring: 8 changes fit, the 9th and 10th are dropped (one gap).
@@ -124,4 +132,28 @@ fn a_book_larger_than_the_ring_is_counted_not_published() {
     h.on_snapshot(AssetId(0), &book);
     assert!(drain(&mut consumers[0]).is_empty());
     assert!(feed.stats().oversized >= 1);
+}
+
+#[test]
+fn a_removed_book_is_announced_and_starts_over_when_added_again() {
+    let wake = Arc::new(FeedWake::default());
+    let (_feed, factory, mut consumers) = Feed::new(1, 64, crate::worker::noop_factory(), wake);
+    let mut h = factory(0);
+    let book = book_with(1);
+    h.on_snapshot(AssetId(0), &book);
+    h.on_remove(AssetId(0));
+    let got = drain(&mut consumers[0]);
+    assert_eq!(
+        got.last().map(|e| (e.kind, e.seq)),
+        Some((FeedKind::Removed, 2))
+    );
+    h.on_snapshot(AssetId(0), &book);
+    let mut metas = 0;
+    while let Some(item) = consumers[0].pop() {
+        match item {
+            FeedItem::Meta { .. } => metas += 1,
+            FeedItem::Event(e) => assert_eq!(e.seq, 1),
+        }
+    }
+    assert_eq!(metas, 1, "the metadata is sent again");
 }

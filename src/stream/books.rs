@@ -100,6 +100,12 @@ impl ClientBooks {
     /// Applies one server message.
     pub fn apply(&mut self, m: &Value) -> Applied {
         let kind = m["type"].as_str().unwrap_or("");
+        if kind == "removed" {
+            if let Some(a) = m["asset"].as_str() {
+                self.books.remove(a);
+            }
+            return Applied::Book;
+        }
         if !matches!(
             kind,
             "snapshot" | "delta" | "trade" | "tick_size" | "status"

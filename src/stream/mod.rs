@@ -186,7 +186,7 @@ pub enum StreamError {
     #[error("stream address {0}: not a host:port")]
     Address(String),
     /// Binding or polling failed.
-    #[error("stream {what}: {source}")]
+    #[error("stream server: {what}")]
     Io {
         /// What.
         what: &'static str,

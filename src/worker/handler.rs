@@ -27,6 +27,12 @@ use crate::orderbook::{OrderBook, UntrustReason};
 pub trait Handler: Send {
     /// A complete `book` snapshot was applied; the book is trusted.
     fn on_snapshot(&mut self, _asset: AssetId, _book: &OrderBook) {}
+    /// The same event with the record that completed the snapshot (its venue timestamp and
+    /// receive time). The worker calls this one; by default it calls
+    /// [`on_snapshot`](Self::on_snapshot).
+    fn on_snapshot_record(&mut self, asset: AssetId, _rec: &Record, book: &OrderBook) {
+        self.on_snapshot(asset, book);
+    }
     /// A `price_change` entry ([`Event::Change`](crate::market::Event::Change)) was applied.
     fn on_change(&mut self, _asset: AssetId, _rec: &Record, _book: &OrderBook) {}
     /// A `last_trade_price` ([`Event::Trade`](crate::market::Event::Trade)) was recorded.
@@ -37,6 +43,8 @@ pub trait Handler: Send {
     /// The book became trusted (`reason == None`) or untrusted (with the reason).
     fn on_trust_change(&mut self, _asset: AssetId, _trusted: bool, _reason: Option<UntrustReason>) {
     }
+    /// The book was removed (its market expired and the cleanup grace passed).
+    fn on_remove(&mut self, _asset: AssetId) {}
     /// Called once after each chunk of ring items and after each settle scan, with read
     /// access to every book of the worker (the feed publisher republishes the books it could
     /// not publish, and wakes its consumer once per chunk).

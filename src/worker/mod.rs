@@ -336,6 +336,7 @@ impl Shard {
                     }
                     bump(&self.out.stats.cold.books_removed, 1);
                     self.out.set_books(self.out.books.saturating_sub(1));
+                    self.out.handler.on_remove(asset);
                 }
             }
             WorkItem::MarkStale { asset } => {
@@ -410,7 +411,7 @@ impl Shard {
                     HashVerdict::Mismatch => bump(&cold.snapshot_hash_mismatched, 1),
                     HashVerdict::NotChecked => {}
                 }
-                handler.on_snapshot(asset, book);
+                handler.on_snapshot_record(asset, rec, book);
             }
             Effect::SkippedNotTrusted => bump(&hot.skipped_untrusted, 1),
             Effect::BecameUntrusted(_) => match rec.event {

@@ -114,6 +114,7 @@ impl Server {
                     self.snapshot_done(e.asset);
                 }
             }
+            FeedKind::Removed => self.removed(e.asset, e.seq),
             _ => {
                 if e.seq != b.seq + 1 || b.mirror.in_snapshot() {
                     bump(&self.stats.seq_errors, 1);
@@ -121,6 +122,44 @@ impl Server {
                 b.seq = e.seq;
                 b.recv_ns = e.recv_ns;
                 self.delta_like(e, last_of_burst);
+            }
+        }
+    }
+
+    /// The engine removed the book: tell its book-channel clients, forget it everywhere.
+    fn removed(&mut self, asset: AssetId, seq: u64) {
+        let targets = self.targets(asset);
+        let Some(b) = self.books.get_mut(asset.index()).and_then(Option::take) else {
+            return;
+        };
+        let mut out = Vec::with_capacity(160);
+        p::head(&mut out, "removed", b.token(), seq, 0, 0);
+        out.push(b'}');
+        let frame: Arc<[u8]> = Arc::from(p::text_frame(&out));
+        let mut gone = 0u64;
+        for &i in &targets {
+            let book_sub = self.effective(i, asset).0.book.is_some();
+            if book_sub {
+                self.send_droppable(i, Chunk::Shared(Arc::clone(&frame)));
+            }
+            if let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) {
+                if let Some(ca) = c.assets.remove(&asset) {
+                    gone += super::count(&ca.explicit);
+                }
+            }
+        }
+        let s = &self.stats.subscriptions;
+        s.fetch_sub(
+            gone.min(s.load(std::sync::atomic::Ordering::Relaxed)),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if self.by_token.get(b.meta.asset_id.as_ref()) == Some(&asset) {
+            self.by_token.remove(b.meta.asset_id.as_ref());
+        }
+        if let Some(list) = self.by_market.get_mut(b.meta.market.as_ref()) {
+            list.retain(|&a| a != asset);
+            if list.is_empty() {
+                self.by_market.remove(b.meta.market.as_ref());
             }
         }
     }
@@ -184,7 +223,7 @@ impl Server {
                 b.untrusted = Some(UntrustReason::TickSizeChange);
             }
             FeedKind::Trust { reason } => b.untrusted = reason,
-            FeedKind::Snapshot { .. } | FeedKind::Level { .. } => return,
+            FeedKind::Snapshot { .. } | FeedKind::Level { .. } | FeedKind::Removed => return,
         }
         let bbo = (b.mirror.book().best_bid(), b.mirror.book().best_ask());
         let bbo_changed = bbo != b.bbo;
