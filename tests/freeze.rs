@@ -11,23 +11,16 @@
 use std::time::{Duration, Instant};
 
 use polypy::app::MetricsData;
-use polypy::config::{EngineConfig, IdleMode};
 use polypy::engine::{Engine, EngineHandle};
-use polypy::sim::{ConnTarget, Sim, SimConfig, SimHandle};
+use polypy::sim::{ConnTarget, Sim, SimConfig};
 
 #[path = "support/truth.rs"]
 mod truth;
 use truth::{assert_books_equal_truth, wait_for};
 
-fn config(sim: &SimHandle) -> EngineConfig {
-    EngineConfig {
-        ws_url: sim.ws_url(),
-        gamma_url: sim.http_url(),
-        pin_workers: false,
-        idle: IdleMode::Park,
-        ..EngineConfig::default()
-    }
-}
+#[path = "support/engine.rs"]
+mod engine_support;
+use engine_support::engine_config as config;
 
 /// (suspicions so far by evidence: probe + rate, recycles completed, data-silence reconnects).
 fn counts(engine: &EngineHandle) -> (u64, u64, u64, u64) {

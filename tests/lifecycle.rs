@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
-use polypy::config::{EngineConfig, IdleMode};
 use polypy::discovery::{GammaClient, RetryPolicy};
 use polypy::engine::{Engine, EngineHandle, EngineHooks};
 use polypy::event_loop::LifecycleEvent;
@@ -43,15 +42,9 @@ fn wait_for_opt<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Opti
     }
 }
 
-fn config(sim: &SimHandle) -> EngineConfig {
-    EngineConfig {
-        ws_url: sim.ws_url(),
-        gamma_url: sim.http_url(),
-        pin_workers: false,
-        idle: IdleMode::Park,
-        ..EngineConfig::default()
-    }
-}
+#[path = "support/engine.rs"]
+mod engine_support;
+use engine_support::engine_config as config;
 
 fn lifecycle(engine: &EngineHandle) -> serde_json::Value {
     engine.stats(Duration::from_secs(5)).expect("stats")["lifecycle"].clone()

@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use polypy::config::{EngineConfig, IdleMode};
 use polypy::engine::{Engine, EngineHandle};
 use polypy::sim::{ConnTarget, Sim, SimConfig, SimHandle};
 
@@ -14,15 +13,9 @@ use polypy::sim::{ConnTarget, Sim, SimConfig, SimHandle};
 mod truth;
 use truth::{assert_books_equal_truth, wait_for};
 
-fn config(sim: &SimHandle) -> EngineConfig {
-    EngineConfig {
-        ws_url: sim.ws_url(),
-        gamma_url: sim.http_url(),
-        pin_workers: false,
-        idle: IdleMode::Park,
-        ..EngineConfig::default()
-    }
-}
+#[path = "support/engine.rs"]
+mod engine_support;
+use engine_support::engine_config as config;
 
 fn sim(markets: usize, rate_per_sec: u64) -> SimHandle {
     Sim::start(SimConfig {

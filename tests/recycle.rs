@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use polypy::config::{EngineConfig, IdleMode};
 use polypy::engine::{Engine, EngineHandle, EngineHooks};
 use polypy::market::AssetId;
 use polypy::orderbook::UntrustReason;
-use polypy::sim::{Sim, SimConfig, SimHandle};
+use polypy::sim::{Sim, SimConfig};
 use polypy::worker::{Handler, HandlerFactory};
 
 #[path = "support/truth.rs"]
@@ -36,15 +35,9 @@ fn watch(counter: &Arc<AtomicU64>) -> HandlerFactory {
     Arc::new(move |_| Box::new(TrustWatch(Arc::clone(&c))))
 }
 
-fn config(sim: &SimHandle) -> EngineConfig {
-    EngineConfig {
-        ws_url: sim.ws_url(),
-        gamma_url: sim.http_url(),
-        pin_workers: false,
-        idle: IdleMode::Park,
-        ..EngineConfig::default()
-    }
-}
+#[path = "support/engine.rs"]
+mod engine_support;
+use engine_support::engine_config as config;
 
 fn recycler(engine: &EngineHandle) -> serde_json::Value {
     engine.stats(Duration::from_secs(5)).expect("stats")["recycler"].clone()

@@ -124,8 +124,9 @@ fn write_levels(t: &mut Vec<u8>, levels: &[super::ladder::Level]) {
     }
 }
 
-/// Writes a JSON string the way Python's `json.dumps(ensure_ascii=False)` does.
-fn write_json_str(t: &mut Vec<u8>, s: &str) {
+/// Writes a JSON string the way Python's `json.dumps(ensure_ascii=False)` does (also what
+/// the stream's messages use: `stream::protocol::write_str`).
+pub(crate) fn write_json_str(t: &mut Vec<u8>, s: &str) {
     t.push(b'"');
     for &b in s.as_bytes() {
         match b {

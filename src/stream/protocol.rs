@@ -147,25 +147,11 @@ pub fn parse_request(text: &str, max_ids: usize) -> Result<Request, String> {
     }
 }
 
-/// Appends a JSON string (escaping quotes, backslashes and control characters).
+/// Appends a JSON string (escaping quotes, backslashes and control characters), exactly as
+/// the book hash's summary writes its strings.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0..=0x1f => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 15)]);
-            }
-            _ => out.push(b),
-        }
-    }
-    out.push(b'"');
+    crate::orderbook::hash::write_json_str(out, s);
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn price(out: &mut Vec<u8>, p: Price) {
     out.push(b'"');
