@@ -260,6 +260,9 @@ impl FeedWake {
 struct AssetState {
     /// Seq of the last published event.
     seq: u64,
+    /// Venue timestamp of the last record published (stamps events without a record, such
+    /// as trust changes).
+    last_ts: u64,
     /// Events are not published until a snapshot could be.
     gapped: bool,
     /// In `repair`.
@@ -338,10 +341,13 @@ impl FeedPublisher {
         }
         let st = self.state(asset);
         st.seq += 1;
+        if let Some(r) = rec {
+            st.last_ts = r.exchange_ts;
+        }
         let ev = FeedEvent {
             asset,
             seq: st.seq,
-            venue_ts: rec.map_or(0, |r| r.exchange_ts),
+            venue_ts: st.last_ts,
             recv_ns: rec.map_or(0, |r| r.received_ns),
             kind,
         };
@@ -385,6 +391,7 @@ impl FeedPublisher {
         let st = self.state(asset);
         st.seq += 1;
         st.gapped = false;
+        st.last_ts = book.last_timestamp();
         let seq = st.seq;
         let head = FeedEvent {
             asset,
