@@ -84,9 +84,19 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub markets: Vec<String>,
-    /// Record every received frame to FILE (JSON lines; see docs/recording-format.md).
+    /// Record every received frame, and the market metadata, to FILE (JSON lines; zstd when
+    /// FILE ends in `.zst`; see docs/recording-format.md).
     #[arg(long, env = "POLYPY_RECORD", value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// With --record: start a new file after a duration (`1h`, `30m`) or a size (`512MB`);
+    /// files are numbered `rec.1.jsonl`, `rec.2.jsonl`, … and each starts with the metadata.
+    #[arg(
+        long,
+        env = "POLYPY_RECORD_ROTATE",
+        value_name = "AGE|SIZE",
+        requires = "record"
+    )]
+    pub record_rotate: Option<crate::recording::recorder::Rotate>,
     /// Log level: error, warn, info, debug, trace (RUST_LOG, when set, takes precedence).
     #[arg(long, env = "POLYPY_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -190,6 +200,7 @@ impl Cli {
                 markets: self.markets.clone(),
             },
             record: self.record.clone(),
+            record_rotate: self.record_rotate,
             custom_features: self.custom_features,
             data_silence: Duration::from_secs(self.data_silence),
             snapshot_timeout: Duration::from_secs(self.snapshot_timeout.max(1)),

@@ -86,6 +86,8 @@ pub struct EngineConfig {
     pub allow: AllowList,
     /// Record every received frame to this file.
     pub record: Option<std::path::PathBuf>,
+    /// Start a new recording file after this long or this many bytes.
+    pub record_rotate: Option<crate::recording::recorder::Rotate>,
     /// Capacity of each worker ring, in records.
     pub ring_capacity: usize,
 }
@@ -117,6 +119,7 @@ impl Default for EngineConfig {
             recycler: crate::recycler::RecyclerConfig::default(),
             allow: AllowList::default(),
             record: None,
+            record_rotate: None,
             ring_capacity: 1 << 16,
         }
     }

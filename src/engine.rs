@@ -183,7 +183,13 @@ impl Engine {
         let (cmd_tx, cmd_rx) = bounded(4096);
         let shared = Arc::new(LoopShared::default());
         let recorder = match &config.record {
-            Some(path) => Some(start_recorder(path).map_err(os("opening the recording file"))?),
+            Some(path) => Some(
+                crate::recording::recorder::start(crate::recording::recorder::RecorderConfig {
+                    rotate: config.record_rotate,
+                    ..crate::recording::recorder::RecorderConfig::new(path)
+                })
+                .map_err(os("opening the recording file"))?,
+            ),
             None => None,
         };
         let mut connection = ConnectionConfig {
@@ -293,27 +299,7 @@ fn idle_strategy(mode: IdleMode) -> IdleStrategy {
     }
 }
 
-type Recorder = (Sender<(u64, u32, String)>, JoinHandle<()>);
-
-fn start_recorder(path: &std::path::Path) -> std::io::Result<Recorder> {
-    let file = std::fs::File::create(path)?;
-    let (tx, rx) = bounded::<(u64, u32, String)>(65_536);
-    let path_text = path.display().to_string();
-    let t = std::thread::Builder::new()
-        .name("recorder".into())
-        .spawn(move || {
-            let mut w = crate::recording::RecordingWriter::new(std::io::BufWriter::new(file));
-            for (ns, conn, frame) in rx {
-                if let Err(e) = w.write_frame(ns, conn, &frame) {
-                    log::error!("Recording stopped: file={path_text} error={e}");
-                    return;
-                }
-            }
-            let _ = w.flush();
-        })?;
-    log::info!("Recording frames: file={}", path.display());
-    Ok((tx, t))
-}
+type Recorder = (crate::recording::recorder::RecorderTx, JoinHandle<()>);
 
 /// A running engine.
 #[derive(Debug)]

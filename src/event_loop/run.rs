@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use mio::{Events, Poll, Token};
 
 use super::commands::Command;
@@ -57,7 +57,7 @@ pub struct EventLoop {
     pub(super) conns: BTreeMap<ConnId, ConnSlot>,
     pub(super) core: Core,
     pub(super) shared: Arc<LoopShared>,
-    pub(super) recorder: Option<Sender<(u64, u32, String)>>,
+    pub(super) recorder: Option<crate::recording::recorder::RecorderTx>,
     pub(super) publish_clock: PublishClock,
     /// Wire → book latency of the last [`RECENT_WINDOW`](crate::worker::RECENT_WINDOW).
     pub(super) latency_window: LatencyWindow,
@@ -86,7 +86,7 @@ impl EventLoop {
         commands: Receiver<Command>,
         resyncs_in: Receiver<ResyncRequest>,
         shared: Arc<LoopShared>,
-        recorder: Option<Sender<(u64, u32, String)>>,
+        recorder: Option<crate::recording::recorder::RecorderTx>,
     ) -> std::io::Result<EventLoop> {
         let core = Core {
             registry: Registry::new(),
@@ -187,11 +187,7 @@ impl EventLoop {
             .on_ready(self.poll.registry(), now, &mut |text: &str| {
                 let recv_ns = crate::worker::now_ns();
                 if let Some(tx) = recorder {
-                    let wall = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_nanos() as u64)
-                        .unwrap_or(0);
-                    let _ = tx.try_send((wall, conn_id, text.to_string()));
+                    tx.frame(conn_id, text);
                 }
                 failed += u64::from(core.on_frame(conn_id, text, recv_ns));
             });
