@@ -595,6 +595,11 @@ impl EngineHandle {
         }
     }
 
+    /// The recorder's counters, when recording (`--record`).
+    pub fn recorder_stats(&self) -> Option<&Arc<crate::recording::recorder::RecorderStats>> {
+        self.recorder.as_ref().map(|(tx, _)| tx.stats())
+    }
+
     /// Stops every thread in reverse start order and returns within the workers' drain time.
     pub fn stop(mut self) {
         self.stop_inner();
