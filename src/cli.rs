@@ -159,8 +159,24 @@ pub struct Cli {
     )]
     pub cleanup_grace: u64,
     /// Run against the built-in simulated exchange on loopback (no network needed).
-    #[arg(long, env = "POLYPY_SIMULATE")]
+    #[arg(long, env = "POLYPY_SIMULATE", conflicts_with = "replay")]
     pub simulate: bool,
+    /// Serve the engine (workers, checks, HTTP) from a recording instead of the venue; no
+    /// network, no discovery. Repeat for rotated files, in order.
+    #[arg(long, env = "POLYPY_REPLAY", value_name = "FILE")]
+    pub replay: Vec<PathBuf>,
+    /// With --replay: `1` = the recorded pace, `N` = N times faster, `max` = as fast as the
+    /// books take it.
+    #[arg(
+        long,
+        env = "POLYPY_REPLAY_SPEED",
+        default_value = "1",
+        requires = "replay"
+    )]
+    pub replay_speed: crate::replay::ReplaySpeed,
+    /// With --replay: start over at the end (and keep serving).
+    #[arg(long, env = "POLYPY_REPLAY_LOOP", requires = "replay")]
+    pub replay_loop: bool,
     /// With `--simulate`: number of markets.
     #[arg(long, env = "POLYPY_SIM_MARKETS", default_value_t = 500)]
     pub sim_markets: usize,
@@ -201,6 +217,11 @@ impl Cli {
             },
             record: self.record.clone(),
             record_rotate: self.record_rotate,
+            replay: (!self.replay.is_empty()).then(|| crate::replay::ReplayConfig {
+                files: self.replay.clone(),
+                speed: self.replay_speed,
+                looped: self.replay_loop,
+            }),
             custom_features: self.custom_features,
             data_silence: Duration::from_secs(self.data_silence),
             snapshot_timeout: Duration::from_secs(self.snapshot_timeout.max(1)),

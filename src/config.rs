@@ -86,6 +86,8 @@ pub struct EngineConfig {
     pub allow: AllowList,
     /// Record every received frame to this file.
     pub record: Option<std::path::PathBuf>,
+    /// Serve the engine from this recording instead of the venue (`--replay`).
+    pub replay: Option<crate::replay::ReplayConfig>,
     /// Start a new recording file after this long or this many bytes.
     pub record_rotate: Option<crate::recording::recorder::Rotate>,
     /// Capacity of each worker ring, in records.
@@ -120,6 +122,7 @@ impl Default for EngineConfig {
             allow: AllowList::default(),
             record: None,
             record_rotate: None,
+            replay: None,
             ring_capacity: 1 << 16,
         }
     }

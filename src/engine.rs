@@ -126,11 +126,15 @@ impl Engine {
     /// # Errors
     /// [`EngineError`] naming the step that failed; everything started before it is stopped.
     pub fn start_with(
-        config: EngineConfig,
+        mut config: EngineConfig,
         hooks: EngineHooks,
     ) -> Result<EngineHandle, EngineError> {
         let factory = hooks.handlers.clone();
-        let discover = hooks.discover;
+        // A replay opens no socket and discovers nothing: markets come from the recording.
+        let discover = hooks.discover && config.replay.is_none();
+        if config.replay.is_some() {
+            config.ws_url = "ws://127.0.0.1:9/ws/market".into();
+        }
         config.validate()?;
         let started = Instant::now();
         log::info!(
@@ -236,11 +240,46 @@ impl Engine {
             recorder.as_ref().map(|(tx, _)| tx.clone()),
         )
         .map_err(os("building the event loop"))?;
+        let (ev, replay_rx) = match &config.replay {
+            Some(_) => {
+                let (tx, rx) = bounded(16);
+                let progress = Arc::new(crate::replay::ReplayProgress::default());
+                let feed = crate::event_loop::ReplayFeed::new(rx, Arc::clone(&progress));
+                (ev.with_replay(feed), Some((tx, progress)))
+            }
+            None => (ev, None),
+        };
         let loop_thread = std::thread::Builder::new()
             .name("event-loop".into())
             .spawn(move || ev.run())
             .map_err(os("starting the event loop"))?;
         log::info!("Event loop started");
+        let replay = match (&config.replay, replay_rx) {
+            (Some(cfg), Some((tx, progress))) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let thread = crate::replay::spawn(
+                    cfg.clone(),
+                    tx,
+                    Arc::clone(&waker),
+                    Arc::clone(&progress),
+                    Arc::clone(&stop),
+                )
+                .map_err(os("starting the replay"))?;
+                log::info!(
+                    "Replaying: files={:?} speed={:?} loop={}",
+                    cfg.files,
+                    cfg.speed,
+                    cfg.looped
+                );
+                Some(Replay {
+                    cfg: cfg.clone(),
+                    progress,
+                    stop,
+                    thread: Some(thread),
+                })
+            }
+            _ => None,
+        };
 
         let mut handle = EngineHandle {
             commands: cmd_tx,
@@ -253,6 +292,7 @@ impl Engine {
             shutdown,
             started,
             recorder,
+            replay,
         };
 
         // 5. Discovery.
@@ -314,6 +354,16 @@ pub struct EngineHandle {
     shutdown: Arc<AtomicBool>,
     started: Instant,
     recorder: Option<Recorder>,
+    replay: Option<Replay>,
+}
+
+/// `--replay`: the feeder thread and its progress.
+#[derive(Debug)]
+struct Replay {
+    cfg: crate::replay::ReplayConfig,
+    progress: Arc<crate::replay::ReplayProgress>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl EngineHandle {
@@ -592,7 +642,27 @@ impl EngineHandle {
             healthy,
             timestamp: jiff::Timestamp::now().to_string(),
             components,
+            replay: self.replay_progress(),
         }
+    }
+
+    /// `--replay`: what is replayed and how far it is (`None` when live).
+    pub fn replay_progress(&self) -> Option<serde_json::Value> {
+        self.replay.as_ref().map(|r| r.progress.to_json(&r.cfg))
+    }
+
+    /// `--replay`: every pass of the recording has been processed by the event loop.
+    pub fn replay_done(&self) -> bool {
+        self.replay
+            .as_ref()
+            .is_some_and(|r| r.progress.done.load(Ordering::Acquire))
+    }
+
+    /// `--replay`: frames the event loop has taken from the recording.
+    pub fn replay_frames(&self) -> Option<u64> {
+        self.replay
+            .as_ref()
+            .map(|r| r.progress.frames.load(Ordering::Relaxed))
     }
 
     /// The recorder's counters, when recording (`--record`).
@@ -606,6 +676,12 @@ impl EngineHandle {
     }
 
     fn stop_inner(&mut self) {
+        if let Some(r) = &mut self.replay {
+            r.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = r.thread.take() {
+                let _ = t.join();
+            }
+        }
         if let Some(d) = self.discovery.take() {
             d.stop();
             log::info!("Discovery stopped");

@@ -219,7 +219,7 @@ fn main() -> Result<()> {
         t.records += out.records.len() as u64;
         if ids.len() > books.len() {
             // New assets: metadata from the recording, else the market from the frame.
-            let markets = frame_markets(frame);
+            let markets = polypy::replay::frame_markets(frame);
             while books.len() < ids.len() {
                 let name = ids.name(AssetId(books.len() as u32)).unwrap_or_default();
                 let meta = match recorded.get(name).and_then(MarketMeta::book_meta) {
@@ -413,32 +413,4 @@ fn print_metadata(books: &[OrderBook], recorded: &HashMap<String, MarketMeta>) {
             println!("  inferred       {market} min order size {min} neg risk {neg_risk}{note}");
         }
     }
-}
-
-/// Each asset's market (condition id) as the frame's messages name it: `asset_id` beside
-/// `market` in every message, and in every `price_changes` entry. Run only when a frame
-/// introduces new assets.
-fn frame_markets(frame: &str) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(frame) else {
-        return map;
-    };
-    let msgs = match v {
-        serde_json::Value::Array(a) => a,
-        v => vec![v],
-    };
-    for m in &msgs {
-        let Some(market) = m.get("market").and_then(|x| x.as_str()) else {
-            continue;
-        };
-        let entries = m.get("price_changes").and_then(|x| x.as_array());
-        let assets = std::iter::once(m)
-            .chain(entries.into_iter().flatten())
-            .filter_map(|e| e.get("asset_id").and_then(|x| x.as_str()));
-        for asset in assets {
-            map.entry(asset.to_string())
-                .or_insert_with(|| market.to_string());
-        }
-    }
-    map
 }

@@ -96,6 +96,9 @@ impl ApiSource for EngineApi {
                     "error": self.http.error.get(),
                 }),
             );
+            if let Some(r) = self.engine.replay_progress() {
+                o.insert("replay".into(), r);
+            }
             if let Some(r) = self.engine.recorder_stats() {
                 let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
                 o.insert(

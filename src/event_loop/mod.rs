@@ -31,6 +31,7 @@
 //! | `snapshot.rs` | owned views for `/stats` and `/markets`, and building them | — |
 //! | `published.rs` | the lock-free slots they are published in, and when (also feeds the recent-latency window, `worker/window.rs`) | — |
 //! | `commands.rs` | [`Command`]s other threads send | — |
+//! | `replay.rs` | `--replay`: frames from a recording (`crate::replay`'s feeder) instead of sockets, taken only while the rings have room | — |
 
 pub mod commands;
 mod config;
@@ -38,6 +39,7 @@ mod frame;
 mod lifecycle;
 pub mod published;
 mod recycling;
+mod replay;
 mod resync;
 mod run;
 pub mod snapshot;
@@ -48,5 +50,6 @@ pub use config::{
     LifecycleCounts, LifecycleEvent, LifecycleHook, LoopConfig, LoopShared, ResyncCause,
 };
 pub use published::{Published, Stamped};
+pub use replay::ReplayFeed;
 pub use run::{EventLoop, WAKER};
 pub use snapshot::{LoopSnapshot, MarketView};

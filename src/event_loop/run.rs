@@ -61,6 +61,10 @@ pub struct EventLoop {
     pub(super) publish_clock: PublishClock,
     /// Wire → book latency of the last [`RECENT_WINDOW`](crate::worker::RECENT_WINDOW).
     pub(super) latency_window: LatencyWindow,
+    /// `--replay`: the recording this loop is served from (`replay.rs`).
+    pub(super) replay: Option<super::replay::ReplayFeed>,
+    /// `--replay`: half the rings' capacity (set at the first replay step).
+    pub(super) ring_room_max: usize,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -118,6 +122,8 @@ impl EventLoop {
             recorder,
             publish_clock: PublishClock::default(),
             latency_window: LatencyWindow::default(),
+            replay: None,
+            ring_room_max: 0,
         })
     }
 
@@ -150,6 +156,7 @@ impl EventLoop {
                 let conn_id = (event.token().0 - 1) as ConnId;
                 self.drive(conn_id, now);
             }
+            self.replay_step();
             self.flush_router();
             if !self.drain_commands() {
                 break;
