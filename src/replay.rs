@@ -15,6 +15,8 @@
 //!   metadata (the book infers it from its first hash), as are `new_market` tokens.
 //! - Ownership: an asset belongs to the connection that sent its latest snapshot (the engine's
 //!   rule, recycles included), so records the live owner check dropped are dropped again.
+//! - Gaps: a gap line (a lost connection, recorder drops) marks the books concerned
+//!   untrusted until their next recorded snapshot, as the live engine did.
 //! - Exactness: the loop takes frames only while every worker ring has room for them, and the
 //!   bounded channel makes the feeder wait, so `max` speed never drops a record.
 //! - Pace: `--replay-speed 1` sleeps to the recorded receive times, `N` N× faster, `max` not
@@ -152,6 +154,12 @@ pub enum ReplayItem {
         /// Frame text.
         text: String,
     },
+    /// Frames of `conn` (every connection when `None`) may be missing here: its books are
+    /// untrusted until their next snapshot.
+    Gap {
+        /// The connection.
+        conn: Option<ConnId>,
+    },
     /// A pass over the recording ended (`last`: no more follow).
     PassEnd {
         /// Nothing follows.
@@ -275,6 +283,7 @@ impl Feeder {
                 }
                 match entry {
                     Ok(Entry::Market(_, m)) => self.market(&m),
+                    Ok(Entry::Gap { conn, .. }) => self.batch.push(ReplayItem::Gap { conn }),
                     Ok(Entry::Frame(f)) => {
                         if *first {
                             self.progress.first_ns.store(f.recv_ns, Ordering::Relaxed);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use polypy::config::{EngineConfig, IdleMode};
 use polypy::engine::{Engine, EngineHandle};
 use polypy::recording::{Entry, read_entries};
-use polypy::sim::{Sim, SimConfig, SimHandle};
+use polypy::sim::{ConnTarget, Sim, SimConfig, SimHandle};
 use polypy::worker::noop_factory;
 
 #[path = "support/truth.rs"]
@@ -112,7 +112,18 @@ fn engine_recording_carries_metadata_and_replays_to_the_engine_books() {
     wait_for("every book trusted", Duration::from_secs(60), || {
         (engine.trusted_books() == assets.len() as u64).then_some(())
     });
-    // Some flow, then the sim pauses and the engine catches up with the truth.
+    // Some flow, a lost connection (a gap line; the engine resyncs), more flow, then the sim
+    // pauses and the engine catches up with the truth.
+    wait_for("flow", Duration::from_secs(60), || {
+        let sent: u64 = sim
+            .sent_counters()
+            .unwrap()
+            .iter()
+            .map(|c| c.messages)
+            .sum();
+        (sent > 3_000).then_some(())
+    });
+    assert!(sim.faults().drop_connection(ConnTarget::All).unwrap() > 0);
     wait_for("flow", Duration::from_secs(60), || {
         let sent: u64 = sim
             .sent_counters()
@@ -138,7 +149,7 @@ fn engine_recording_carries_metadata_and_replays_to_the_engine_books() {
         .iter()
         .filter_map(|e| match e {
             Entry::Market(_, m) => Some((m.asset_id.clone(), m.clone())),
-            Entry::Frame(_) => None,
+            Entry::Frame(_) | Entry::Gap { .. } => None,
         })
         .collect();
     for m in &markets {
@@ -152,6 +163,12 @@ fn engine_recording_carries_metadata_and_replays_to_the_engine_books() {
             assert!(line.known);
         }
     }
+    assert!(
+        entries.iter().any(
+            |e| matches!(e, Entry::Gap { conn: Some(_), reason, .. } if reason == "connection_lost")
+        ),
+        "the lost connection is a gap line"
+    );
     let first_frame = entries
         .iter()
         .position(|e| matches!(e, Entry::Frame(_)))
@@ -170,6 +187,7 @@ fn engine_recording_carries_metadata_and_replays_to_the_engine_books() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("unexplained hash failures 0"), "{stdout}");
+    assert!(!stdout.contains(" 0 gaps"), "{stdout}");
     assert!(
         stdout.contains(&format!(
             "{} markets: {} from the recording, 0 inferred",
@@ -310,6 +328,17 @@ fn replay_at_max_speed_ends_with_the_recorded_engine_books_over_http() {
         "--record".as_ref(),
         rec.as_os_str(),
     ]);
+    // Flow, a lost connection (the engine resyncs; the recording has a gap line), more flow.
+    wait_for("connections", Duration::from_secs(60), || {
+        let sent: u64 = sim
+            .sent_counters()
+            .unwrap()
+            .iter()
+            .map(|c| c.messages)
+            .sum();
+        (sent > 5_000).then_some(())
+    });
+    assert!(sim.faults().drop_connection(ConnTarget::All).unwrap() > 0);
     wait_for("flow", Duration::from_secs(60), || {
         let sent: u64 = sim
             .sent_counters()
@@ -317,7 +346,7 @@ fn replay_at_max_speed_ends_with_the_recorded_engine_books_over_http() {
             .iter()
             .map(|c| c.messages)
             .sum();
-        (sent > 15_000).then_some(())
+        (sent > 20_000).then_some(())
     });
     sim.pause().unwrap();
     let truth = truth_books(&sim);

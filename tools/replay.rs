@@ -91,6 +91,7 @@ struct Tally {
     incomplete_snapshots: u64,
     foreign: u64,
     market_lines: u64,
+    gaps: u64,
 }
 
 impl Tally {
@@ -115,6 +116,8 @@ enum Item {
     Frame(u32, String),
     /// A market line.
     Market(MarketMeta),
+    /// A gap line: frames of this connection (all when `None`) may be missing.
+    Gap(Option<u32>),
 }
 
 /// Loads what to replay from one input file.
@@ -137,6 +140,7 @@ fn load(path: &std::path::Path, items: &mut Vec<Item>) -> Result<()> {
             match entry.with_context(|| format!("reading recording {}", path.display()))? {
                 Entry::Frame(f) => items.push(Item::Frame(f.conn, f.frame)),
                 Entry::Market(_, m) => items.push(Item::Market(m)),
+                Entry::Gap { conn, .. } => items.push(Item::Gap(conn)),
             }
         }
         return Ok(());
@@ -181,7 +185,7 @@ fn main() -> Result<()> {
         .iter()
         .map(|i| match i {
             Item::Frame(_, f) => f.len(),
-            Item::Market(_) => 0,
+            Item::Market(_) | Item::Gap(_) => 0,
         })
         .sum();
 
@@ -206,6 +210,16 @@ fn main() -> Result<()> {
                     }
                 }
                 recorded.insert(m.asset_id.clone(), m.clone());
+                continue;
+            }
+            Item::Gap(conn) => {
+                // As the engine did when it lost the connection: untrusted until a snapshot.
+                t.gaps += 1;
+                for (book, owner) in books.iter_mut().zip(&owners) {
+                    if conn.is_none() || *owner == *conn {
+                        book.mark_untrusted(polypy::orderbook::UntrustReason::DataLoss);
+                    }
+                }
                 continue;
             }
         };
@@ -301,10 +315,10 @@ fn main() -> Result<()> {
         t.messages, t.unknown, t.failed
     );
     println!("records          {}", t.records);
-    if t.market_lines > 0 || t.foreign > 0 {
+    if t.market_lines > 0 || t.foreign > 0 || t.gaps > 0 {
         println!(
-            "recording        {} market lines; {} records from a connection that did not own the asset (skipped)",
-            t.market_lines, t.foreign
+            "recording        {} market lines, {} gaps (books untrusted until their next snapshot); {} records from a connection that did not own the asset (skipped)",
+            t.market_lines, t.gaps, t.foreign
         );
     }
     println!(

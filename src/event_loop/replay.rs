@@ -134,6 +134,17 @@ impl EventLoop {
                 }
                 true
             }
+            ReplayItem::Gap { conn } => {
+                let r = &self.core.registry;
+                let lost: Vec<_> = match conn {
+                    Some(c) => r.by_connection(c).collect(),
+                    None => r.connections().flat_map(|c| r.by_connection(c)).collect(),
+                };
+                for a in lost {
+                    self.core.mark_lost(a);
+                }
+                false
+            }
             ReplayItem::PassEnd { last } => {
                 if let Some(feed) = &self.replay {
                     feed.progress.passes.fetch_add(1, Ordering::Relaxed);

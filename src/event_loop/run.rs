@@ -321,6 +321,9 @@ impl EventLoop {
         // Books of a connection that never opened (a failed reconnect) are already marked;
         // assets that moved away (recycling) are not this connection's concern.
         let was_open = std::mem::replace(&mut slot.open, false);
+        if let (true, Some(rec)) = (was_open, &self.recorder) {
+            rec.gap(conn_id, "connection_lost");
+        }
         for a in &slot.assets {
             if self.core.registry.owner(*a) != Some(conn_id) {
                 continue;

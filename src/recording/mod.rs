@@ -8,7 +8,10 @@
 //!   survive byte for byte);
 //! - a **market line** `{"recv_ns":<u64>,"meta":{…}}` ([`MarketMeta`]): what the books need
 //!   that no frame carries (`min_order_size`, `neg_risk`: the hash commits to both), written
-//!   when recording starts and whenever a market is added or changes.
+//!   when recording starts and whenever a market is added or changes;
+//! - a **gap line** `{"recv_ns":<u64>,"conn":<u32>,"gap":"<reason>"}`: frames may be missing
+//!   here (the connection was lost, or, without `conn`, the recorder dropped lines), so the
+//!   books concerned cannot be trusted until their next snapshot.
 //!
 //! Files whose name ends in `.zst` are zstd-compressed; [`open`] reads either kind (it looks
 //! at the magic number, not the name). Recordings without market lines (the first format)
@@ -101,6 +104,15 @@ pub enum Entry {
     Frame(RecordedFrame),
     /// A market line (with its `recv_ns`).
     Market(u64, MarketMeta),
+    /// A gap line: frames of `conn` (every connection when `None`) may be missing here.
+    Gap {
+        /// When, ns since the epoch.
+        recv_ns: u64,
+        /// The connection, or `None` for all.
+        conn: Option<u32>,
+        /// Why (`connection_lost`, `recorder_dropped`).
+        reason: String,
+    },
 }
 
 /// Either kind of line, as parsed.
@@ -108,11 +120,13 @@ pub enum Entry {
 struct RawLine {
     recv_ns: u64,
     #[serde(default)]
-    conn: u32,
+    conn: Option<u32>,
     #[serde(default)]
     frame: Option<String>,
     #[serde(default)]
     meta: Option<MarketMeta>,
+    #[serde(default)]
+    gap: Option<String>,
 }
 
 /// Errors reading a recording.
@@ -129,8 +143,8 @@ pub enum RecordingError {
         /// Parse failure.
         source: serde_json::Error,
     },
-    /// A line parses but has neither `frame` nor `meta`.
-    #[error("line {line}: neither a frame nor a market line")]
+    /// A line parses but has none of `frame`, `meta`, `gap`.
+    #[error("line {line}: not a frame, market or gap line")]
     Empty {
         /// 1-based line number.
         line: usize,
@@ -185,6 +199,30 @@ impl<W: Write> RecordingWriter<W> {
         Ok(self.line.len())
     }
 
+    /// Writes one gap line (`conn` `None` = every connection); returns its length in bytes.
+    ///
+    /// # Errors
+    /// I/O errors of the underlying writer.
+    pub fn write_gap(
+        &mut self,
+        recv_ns: u64,
+        conn: Option<u32>,
+        reason: &str,
+    ) -> io::Result<usize> {
+        self.line.clear();
+        self.line.extend_from_slice(b"{\"recv_ns\":");
+        crate::market::price::write_u64(&mut self.line, recv_ns);
+        if let Some(c) = conn {
+            self.line.extend_from_slice(b",\"conn\":");
+            crate::market::price::write_u64(&mut self.line, u64::from(c));
+        }
+        self.line.extend_from_slice(b",\"gap\":");
+        serde_json::to_writer(&mut self.line, reason).map_err(io::Error::other)?;
+        self.line.extend_from_slice(b"}\n");
+        self.out.write_all(&self.line)?;
+        Ok(self.line.len())
+    }
+
     /// Flushes the writer.
     ///
     /// # Errors
@@ -234,14 +272,19 @@ pub fn read_entries<R: BufRead>(input: R) -> impl Iterator<Item = Result<Entry, 
                     line: i + 1,
                     source,
                 })?;
-            match (raw.frame, raw.meta) {
-                (Some(frame), _) => Ok(Entry::Frame(RecordedFrame {
+            match (raw.frame, raw.meta, raw.gap) {
+                (Some(frame), _, _) => Ok(Entry::Frame(RecordedFrame {
                     recv_ns: raw.recv_ns,
-                    conn: raw.conn,
+                    conn: raw.conn.unwrap_or(0),
                     frame,
                 })),
-                (None, Some(meta)) => Ok(Entry::Market(raw.recv_ns, meta)),
-                (None, None) => Err(RecordingError::Empty { line: i + 1 }),
+                (None, Some(meta), _) => Ok(Entry::Market(raw.recv_ns, meta)),
+                (None, None, Some(reason)) => Ok(Entry::Gap {
+                    recv_ns: raw.recv_ns,
+                    conn: raw.conn,
+                    reason,
+                }),
+                (None, None, None) => Err(RecordingError::Empty { line: i + 1 }),
             }
         })
 }
@@ -252,7 +295,7 @@ pub fn read_frames<R: BufRead>(
 ) -> impl Iterator<Item = Result<RecordedFrame, RecordingError>> {
     read_entries(input).filter_map(|e| match e {
         Ok(Entry::Frame(f)) => Some(Ok(f)),
-        Ok(Entry::Market(..)) => None,
+        Ok(Entry::Market(..) | Entry::Gap { .. }) => None,
         Err(e) => Some(Err(e)),
     })
 }
@@ -289,13 +332,15 @@ mod tests {
         ];
         let mut w = RecordingWriter::new(Vec::new());
         w.write_market(999, &meta()).unwrap();
+        w.write_gap(998, Some(4), "connection_lost").unwrap();
+        w.write_gap(997, None, "recorder_dropped").unwrap();
         for (i, f) in frames.iter().enumerate() {
             w.write_frame(1_000 + i as u64, 7, f).unwrap();
         }
         let bytes = w.out;
         assert_eq!(
             bytes.iter().filter(|b| **b == b'\n').count(),
-            frames.len() + 1
+            frames.len() + 3
         );
         let back: Vec<RecordedFrame> = read_frames(&bytes[..]).map(Result::unwrap).collect();
         assert_eq!(back.len(), frames.len());
@@ -306,6 +351,15 @@ mod tests {
         }
         let entries = read_all(&bytes[..]).unwrap();
         assert_eq!(entries[0], Entry::Market(999, meta()));
+        assert_eq!(
+            entries[1],
+            Entry::Gap {
+                recv_ns: 998,
+                conn: Some(4),
+                reason: "connection_lost".into()
+            }
+        );
+        assert!(matches!(&entries[2], Entry::Gap { conn: None, .. }));
         let m = meta().book_meta().unwrap();
         assert_eq!(m.min_order_size.to_text(), "15");
         assert!(m.neg_risk && m.known);

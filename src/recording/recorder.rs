@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,15 @@ pub enum RecordItem {
     },
     /// An asset's metadata (registered, or refreshed by discovery).
     Market(Box<MarketMeta>),
+    /// Frames may be missing here (`conn` `None`: on every connection).
+    Gap {
+        /// When.
+        recv_ns: u64,
+        /// The connection.
+        conn: Option<u32>,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// The sending side, held by the event loop. Never blocks.
@@ -126,6 +135,9 @@ pub enum RecordItem {
 pub struct RecorderTx {
     tx: Sender<RecordItem>,
     stats: Arc<RecorderStats>,
+    /// Something was dropped since the last line that got through: a gap line goes first.
+    /// Written by the sending thread only.
+    dropped_since: Arc<AtomicBool>,
 }
 
 /// Wall-clock ns since the Unix epoch.
@@ -151,9 +163,32 @@ impl RecorderTx {
         self.send(RecordItem::Market(Box::new(meta)));
     }
 
+    /// Queues a gap line: frames of `conn` may be missing from here on (the connection was
+    /// lost), so a replay distrusts its books until their next snapshot.
+    pub fn gap(&self, conn: u32, reason: &'static str) {
+        self.send(RecordItem::Gap {
+            recv_ns: wall_ns(),
+            conn: Some(conn),
+            reason,
+        });
+    }
+
     fn send(&self, item: RecordItem) {
+        if self.dropped_since.load(Ordering::Relaxed) {
+            let gap = RecordItem::Gap {
+                recv_ns: wall_ns(),
+                conn: None,
+                reason: "recorder_dropped",
+            };
+            if self.tx.try_send(gap).is_err() {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.dropped_since.store(false, Ordering::Relaxed);
+        }
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(item) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped_since.store(true, Ordering::Relaxed);
         }
     }
 
@@ -299,7 +334,14 @@ pub fn start(cfg: RecorderConfig) -> io::Result<(RecorderTx, JoinHandle<()>)> {
     let handle = std::thread::Builder::new()
         .name("recorder".into())
         .spawn(move || rec.run(&rx))?;
-    Ok((RecorderTx { tx, stats }, handle))
+    Ok((
+        RecorderTx {
+            tx,
+            stats,
+            dropped_since: Arc::new(AtomicBool::new(false)),
+        },
+        handle,
+    ))
 }
 
 impl Recorder {
@@ -354,6 +396,14 @@ impl Recorder {
             } => {
                 let n = out.write_frame(recv_ns, conn, &text)?;
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            RecordItem::Gap {
+                recv_ns,
+                conn,
+                reason,
+            } => {
+                let n = out.write_gap(recv_ns, conn, reason)?;
                 self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
             RecordItem::Market(meta) => {
@@ -483,6 +533,7 @@ mod tests {
                 match e {
                     Entry::Frame(f) => frames.push(f.frame),
                     Entry::Market(_, m) => metas.push(m.min_order_size),
+                    Entry::Gap { .. } => {}
                 }
             }
         }
@@ -517,11 +568,21 @@ mod tests {
         let tx = RecorderTx {
             tx,
             stats: Arc::clone(&stats),
+            dropped_since: Arc::new(AtomicBool::new(false)),
         };
         tx.frame(0, "a");
         tx.frame(0, "b"); // nobody reads: dropped, counted, returns at once
         tx.market(meta("1", "5"));
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 2);
+        // Once there is room, a gap line goes ahead of the next line.
+        assert!(matches!(rx.try_recv(), Ok(RecordItem::Frame { .. })));
+        tx.frame(0, "c");
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(RecordItem::Gap { conn: None, .. })
+        ));
+        tx.frame(0, "d");
+        assert!(matches!(rx.try_recv(), Ok(RecordItem::Frame { .. })));
         drop(rx);
         std::fs::remove_dir_all(&d).ok();
     }
