@@ -399,6 +399,24 @@ fn replay_at_max_speed_ends_with_the_recorded_engine_books_over_http() {
     );
     replay.stop();
 
+    // --replay-loop keeps serving: passes go on, no check fails, nothing is dropped.
+    let looped = Bin::spawn(&[
+        "--replay".as_ref(),
+        rec.as_os_str(),
+        "--replay-speed".as_ref(),
+        "max".as_ref(),
+        "--replay-loop".as_ref(),
+    ]);
+    let stats = wait_for("three passes", Duration::from_secs(60), || {
+        looped
+            .get("/stats")
+            .filter(|s| s["replay"]["passes"].as_u64() >= Some(3))
+    });
+    assert_eq!(stats["replay"]["done"], false);
+    assert_eq!(stats["integrity"]["hash_mismatched"], 0, "{}", stats["integrity"]);
+    assert_eq!(stats["router"]["messages_dropped"], 0);
+    looped.stop();
+
     // polypy-replay agrees.
     let dump = dir.join("books.json");
     let out = Command::new(env!("CARGO_BIN_EXE_polypy-replay"))
