@@ -15,12 +15,12 @@ use polypy::recording::{Entry, read_entries};
 use polypy::sim::{ConnTarget, Sim, SimConfig, SimHandle};
 use polypy::worker::noop_factory;
 
+#[path = "support/polypy_bin.rs"]
+mod polypy_bin;
 #[path = "support/truth.rs"]
 mod truth;
+use polypy_bin::{Bin, Book};
 use truth::{assert_books_equal_truth, wait_for};
-
-/// (bids, asks, hash, timestamp) as text, bids/asks best first.
-type Book = (Vec<(String, String)>, Vec<(String, String)>, String, String);
 
 fn engine_config(sim: &SimHandle, record: &Path) -> EngineConfig {
     EngineConfig {
@@ -203,88 +203,6 @@ fn engine_recording_carries_metadata_and_replays_to_the_engine_books() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A running `polypy` binary; killed on drop.
-struct Bin {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Bin {
-    fn spawn(args: &[&std::ffi::OsStr]) -> Bin {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_polypy"))
-            .args(args)
-            .args(["--http-host", "127.0.0.1", "--http-port", &port.to_string()])
-            .args(["--idle", "park", "--no-pin", "--workers", "2"])
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Bin { child, port }
-    }
-
-    fn get(&self, path: &str) -> Option<serde_json::Value> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-            .ok()?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).ok()?;
-        let (head, body) = raw.split_once("\r\n\r\n")?;
-        head.contains(" 200 ")
-            .then(|| serde_json::from_str(body).ok())?
-    }
-
-    /// Every asset's book over HTTP, `None` unless all are trusted.
-    fn books(&self, assets: &[String]) -> Option<BTreeMap<String, Book>> {
-        let side = |s: &serde_json::Value| -> Option<Vec<(String, String)>> {
-            s.as_array()?
-                .iter()
-                .map(|l| Some((l["price"].as_str()?.into(), l["size"].as_str()?.into())))
-                .collect()
-        };
-        let mut out = BTreeMap::new();
-        for a in assets {
-            let b = self.get(&format!("/orderbook/{a}?depth=1000"))?;
-            if b["trusted"] != true {
-                return None;
-            }
-            let book = (
-                side(&b["bids"])?,
-                side(&b["asks"])?,
-                b["hash"].as_str()?.to_string(),
-                b["timestamp"].as_str()?.to_string(),
-            );
-            out.insert(a.clone(), book);
-        }
-        Some(out)
-    }
-
-    /// SIGTERM, then waits for the exit (the recording is flushed on a clean stop).
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let end = std::time::Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(std::time::Instant::now() < end, "polypy did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Bin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn truth_books(sim: &SimHandle) -> BTreeMap<String, Book> {
     let side = |ls: &[polypy::sim::TruthLevel]| {
         ls.iter()
@@ -413,7 +331,11 @@ fn replay_at_max_speed_ends_with_the_recorded_engine_books_over_http() {
             .filter(|s| s["replay"]["passes"].as_u64() >= Some(3))
     });
     assert_eq!(stats["replay"]["done"], false);
-    assert_eq!(stats["integrity"]["hash_mismatched"], 0, "{}", stats["integrity"]);
+    assert_eq!(
+        stats["integrity"]["hash_mismatched"], 0,
+        "{}",
+        stats["integrity"]
+    );
     assert_eq!(stats["router"]["messages_dropped"], 0);
     looped.stop();
 

@@ -89,6 +89,8 @@ fn replay_reads_recordings_and_counts_failures() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[path = "support/polypy_bin.rs"]
+mod polypy_bin;
 #[path = "support/sim_client.rs"]
 mod sim_client;
 
@@ -241,6 +243,59 @@ fn bare_sim_feed_replays_every_book_equal_to_the_truth() {
         truth.len(),
         &bad[..bad.len().min(5)]
     );
+
+    // The whole engine served from the same bare feed ends with the same books over HTTP.
+    let want: std::collections::BTreeMap<String, polypy_bin::Book> = truth
+        .iter()
+        .map(|t| {
+            let side = |ls: &[polypy::sim::TruthLevel]| {
+                ls.iter()
+                    .map(|l| (l.price.clone(), l.size.clone()))
+                    .collect()
+            };
+            let book = (
+                side(&t.bids),
+                side(&t.asks),
+                t.hash.clone(),
+                t.timestamp.clone(),
+            );
+            (t.asset_id.clone(), book)
+        })
+        .collect();
+    let assets: Vec<String> = want.keys().cloned().collect();
+    let engine = polypy_bin::Bin::spawn(&[
+        "--replay".as_ref(),
+        path.as_os_str(),
+        "--replay-speed".as_ref(),
+        "max".as_ref(),
+    ]);
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = engine
+            .get("/health")
+            .is_some_and(|h| h["replay"]["done"] == true);
+        if done && engine.books(&assets).is_some_and(|b| b == want) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "polypy --replay of the bare feed: books differ; /stats {:?}",
+            engine.get("/stats").map(|s| s["integrity"].clone())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stats = engine.get("/stats").unwrap();
+    assert_eq!(
+        stats["integrity"]["hash_mismatched"], 0,
+        "{}",
+        stats["integrity"]
+    );
+    assert!(
+        stats["integrity"]["meta_inferred"].as_u64() > Some(0),
+        "{}",
+        stats["integrity"]
+    );
+    engine.stop();
     std::fs::remove_dir_all(&dir).ok();
 }
 
