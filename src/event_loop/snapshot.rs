@@ -110,6 +110,8 @@ pub struct IntegrityView {
     pub resyncs: BTreeMap<String, u64>,
     /// Assets currently waiting for a snapshot.
     pub awaiting_snapshot: usize,
+    /// Assets wanted for a resync that has not been sent yet (rate limit, owner down).
+    pub resyncs_wanted: usize,
 }
 
 /// Everything the event loop reports.
@@ -199,6 +201,7 @@ impl EventLoop {
             .map(|(k, v)| ((*k).to_string(), *v))
             .collect();
         integrity.awaiting_snapshot = self.core.resyncs.awaiting_len();
+        integrity.resyncs_wanted = self.core.resyncs.wanted_len();
         LoopSnapshot {
             registry: RegistryView {
                 total_markets: r.len(),

@@ -33,7 +33,10 @@ impl Bin {
             .args(["--idle", "park", "--no-pin", "--workers", "2"])
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(std::env::temp_dir().join(format!("polypy-bin-{port}.log")))
+                    .map_or_else(|_| std::process::Stdio::null(), Into::into),
+            )
             .spawn()
             .unwrap();
         Bin { child, port }
