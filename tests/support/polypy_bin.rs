@@ -1,5 +1,6 @@
 //! A `polypy` binary run by a test: spawned with HTTP on a free loopback port, read over
-//! HTTP, stopped with SIGTERM (killed on drop).
+//! HTTP, stopped with SIGTERM (killed on drop). Its log goes to
+//! `$TMPDIR/polypy-bin-<port>.log`, kept only when the test fails.
 
 #![allow(dead_code, reason = "each test binary uses part of it")]
 #![allow(
@@ -97,5 +98,10 @@ impl Drop for Bin {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The log stays for a failed test only.
+        if !std::thread::panicking() {
+            let log = std::env::temp_dir().join(format!("polypy-bin-{}.log", self.port));
+            let _ = std::fs::remove_file(log);
+        }
     }
 }
