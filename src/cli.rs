@@ -86,7 +86,12 @@ pub struct Cli {
     pub markets: Vec<String>,
     /// Record every received frame, and the market metadata, to FILE (JSON lines; zstd when
     /// FILE ends in `.zst`; see docs/recording-format.md).
-    #[arg(long, env = "POLYPY_RECORD", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "POLYPY_RECORD",
+        value_name = "FILE",
+        conflicts_with = "replay"
+    )]
     pub record: Option<PathBuf>,
     /// With --record: start a new file after a duration (`1h`, `30m`) or a size (`512MB`);
     /// files are numbered `rec.1.jsonl`, `rec.2.jsonl`, … and each starts with the metadata.

@@ -358,6 +358,31 @@ fn replay_at_max_speed_ends_with_the_recorded_engine_books_over_http() {
     );
     replay.stop();
 
+    // At 4× the recorded pace the replay takes at least a quarter of the recorded time.
+    let started = std::time::Instant::now();
+    let paced = Bin::spawn(&[
+        "--replay".as_ref(),
+        rec.as_os_str(),
+        "--replay-speed".as_ref(),
+        "4".as_ref(),
+    ]);
+    let health = wait_for("the paced replay", Duration::from_secs(60), || {
+        paced.get("/health").filter(|h| h["replay"]["done"] == true)
+    });
+    let recorded = health["replay"]["recorded_seconds_replayed"]
+        .as_f64()
+        .unwrap();
+    assert!(recorded > 1.0, "{health}");
+    assert!(
+        started.elapsed().as_secs_f64() >= recorded / 4.0 * 0.95,
+        "{:?} for {recorded} s recorded at 4x",
+        started.elapsed()
+    );
+    wait_for("the paced replay's books", Duration::from_secs(30), || {
+        paced.books(&assets).filter(|b| *b == want)
+    });
+    paced.stop();
+
     // --replay-loop keeps serving: passes go on, no check fails, nothing is dropped.
     let looped = Bin::spawn(&[
         "--replay".as_ref(),
