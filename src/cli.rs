@@ -94,9 +94,24 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub markets: Vec<String>,
-    /// Record every received frame to FILE (JSON lines; see docs/recording-format.md).
-    #[arg(long, env = "POLYPY_RECORD", value_name = "FILE")]
+    /// Record every received frame, and the market metadata, to FILE (JSON lines; zstd when
+    /// FILE ends in `.zst`; see docs/recording-format.md).
+    #[arg(
+        long,
+        env = "POLYPY_RECORD",
+        value_name = "FILE",
+        conflicts_with = "replay"
+    )]
     pub record: Option<PathBuf>,
+    /// With --record: start a new file after a duration (`1h`, `30m`) or a size (`512MB`);
+    /// files are numbered `rec.1.jsonl`, `rec.2.jsonl`, … and each starts with the metadata.
+    #[arg(
+        long,
+        env = "POLYPY_RECORD_ROTATE",
+        value_name = "AGE|SIZE",
+        requires = "record"
+    )]
+    pub record_rotate: Option<crate::recording::recorder::Rotate>,
     /// Log level: error, warn, info, debug, trace (RUST_LOG, when set, takes precedence).
     #[arg(long, env = "POLYPY_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -165,8 +180,24 @@ pub struct Cli {
     )]
     pub cleanup_grace: u64,
     /// Run against the built-in simulated exchange on loopback (no network needed).
-    #[arg(long, env = "POLYPY_SIMULATE")]
+    #[arg(long, env = "POLYPY_SIMULATE", conflicts_with = "replay")]
     pub simulate: bool,
+    /// Serve the engine (workers, checks, HTTP) from a recording instead of the venue; no
+    /// network, no discovery. Repeat for rotated files, in order.
+    #[arg(long, env = "POLYPY_REPLAY", value_name = "FILE")]
+    pub replay: Vec<PathBuf>,
+    /// With --replay: `1` = the recorded pace, `N` = N times faster, `max` = as fast as the
+    /// books take it.
+    #[arg(
+        long,
+        env = "POLYPY_REPLAY_SPEED",
+        default_value = "1",
+        requires = "replay"
+    )]
+    pub replay_speed: crate::replay::ReplaySpeed,
+    /// With --replay: start over at the end (and keep serving).
+    #[arg(long, env = "POLYPY_REPLAY_LOOP", requires = "replay")]
+    pub replay_loop: bool,
     /// With `--simulate`: number of markets.
     #[arg(long, env = "POLYPY_SIM_MARKETS", default_value_t = 500)]
     pub sim_markets: usize,
@@ -206,6 +237,12 @@ impl Cli {
                 markets: self.markets.clone(),
             },
             record: self.record.clone(),
+            record_rotate: self.record_rotate,
+            replay: (!self.replay.is_empty()).then(|| crate::replay::ReplayConfig {
+                files: self.replay.clone(),
+                speed: self.replay_speed,
+                looped: self.replay_loop,
+            }),
             custom_features: self.custom_features,
             data_silence: Duration::from_secs(self.data_silence),
             freeze_probe: !self.no_freeze_probe,

@@ -88,6 +88,10 @@ pub struct EngineConfig {
     pub allow: AllowList,
     /// Record every received frame to this file.
     pub record: Option<std::path::PathBuf>,
+    /// Serve the engine from this recording instead of the venue (`--replay`).
+    pub replay: Option<crate::replay::ReplayConfig>,
+    /// Start a new recording file after this long or this many bytes.
+    pub record_rotate: Option<crate::recording::recorder::Rotate>,
     /// Capacity of each worker ring, in records.
     pub ring_capacity: usize,
     /// The stream server (`src/stream/`, docs/stream-api.md); `None`: no feed, no stream.
@@ -122,6 +126,8 @@ impl Default for EngineConfig {
             recycler: crate::recycler::RecyclerConfig::default(),
             allow: AllowList::default(),
             record: None,
+            record_rotate: None,
+            replay: None,
             ring_capacity: 1 << 16,
             stream: None,
         }

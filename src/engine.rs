@@ -129,11 +129,15 @@ impl Engine {
     /// # Errors
     /// [`EngineError`] naming the step that failed; everything started before it is stopped.
     pub fn start_with(
-        config: EngineConfig,
+        mut config: EngineConfig,
         hooks: EngineHooks,
     ) -> Result<EngineHandle, EngineError> {
         let mut factory = hooks.handlers.clone();
-        let discover = hooks.discover;
+        // A replay opens no socket and discovers nothing: markets come from the recording.
+        let discover = hooks.discover && config.replay.is_none();
+        if config.replay.is_some() {
+            config.ws_url = "ws://127.0.0.1:9/ws/market".into();
+        }
         config.validate()?;
         let started = Instant::now();
         log::info!(
@@ -206,7 +210,13 @@ impl Engine {
         let (cmd_tx, cmd_rx) = bounded(4096);
         let shared = Arc::new(LoopShared::default());
         let recorder = match &config.record {
-            Some(path) => Some(start_recorder(path).map_err(os("opening the recording file"))?),
+            Some(path) => Some(
+                crate::recording::recorder::start(crate::recording::recorder::RecorderConfig {
+                    rotate: config.record_rotate,
+                    ..crate::recording::recorder::RecorderConfig::new(path)
+                })
+                .map_err(os("opening the recording file"))?,
+            ),
             None => None,
         };
         let mut connection = ConnectionConfig {
@@ -257,11 +267,46 @@ impl Engine {
             recorder.as_ref().map(|(tx, _)| tx.clone()),
         )
         .map_err(os("building the event loop"))?;
+        let (ev, replay_rx) = match &config.replay {
+            Some(_) => {
+                let (tx, rx) = bounded(16);
+                let progress = Arc::new(crate::replay::ReplayProgress::default());
+                let feed = crate::event_loop::ReplayFeed::new(rx, Arc::clone(&progress));
+                (ev.with_replay(feed), Some((tx, progress)))
+            }
+            None => (ev, None),
+        };
         let loop_thread = std::thread::Builder::new()
             .name("event-loop".into())
             .spawn(move || ev.run())
             .map_err(os("starting the event loop"))?;
         log::info!("Event loop started");
+        let replay = match (&config.replay, replay_rx) {
+            (Some(cfg), Some((tx, progress))) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let thread = crate::replay::spawn(
+                    cfg.clone(),
+                    tx,
+                    Arc::clone(&waker),
+                    Arc::clone(&progress),
+                    Arc::clone(&stop),
+                )
+                .map_err(os("starting the replay"))?;
+                log::info!(
+                    "Replaying: files={:?} speed={:?} loop={}",
+                    cfg.files,
+                    cfg.speed,
+                    cfg.looped
+                );
+                Some(Replay {
+                    cfg: cfg.clone(),
+                    progress,
+                    stop,
+                    thread: Some(thread),
+                })
+            }
+            _ => None,
+        };
 
         let mut handle = EngineHandle {
             commands: cmd_tx,
@@ -276,6 +321,7 @@ impl Engine {
             recorder,
             stream,
             feed,
+            replay,
         };
 
         // 5. Discovery.
@@ -322,27 +368,7 @@ fn idle_strategy(mode: IdleMode) -> IdleStrategy {
     }
 }
 
-type Recorder = (Sender<(u64, u32, String)>, JoinHandle<()>);
-
-fn start_recorder(path: &std::path::Path) -> std::io::Result<Recorder> {
-    let file = std::fs::File::create(path)?;
-    let (tx, rx) = bounded::<(u64, u32, String)>(65_536);
-    let path_text = path.display().to_string();
-    let t = std::thread::Builder::new()
-        .name("recorder".into())
-        .spawn(move || {
-            let mut w = crate::recording::RecordingWriter::new(std::io::BufWriter::new(file));
-            for (ns, conn, frame) in rx {
-                if let Err(e) = w.write_frame(ns, conn, &frame) {
-                    log::error!("Recording stopped: file={path_text} error={e}");
-                    return;
-                }
-            }
-            let _ = w.flush();
-        })?;
-    log::info!("Recording frames: file={}", path.display());
-    Ok((tx, t))
-}
+type Recorder = (crate::recording::recorder::RecorderTx, JoinHandle<()>);
 
 /// A running engine.
 #[derive(Debug)]
@@ -359,6 +385,16 @@ pub struct EngineHandle {
     recorder: Option<Recorder>,
     stream: Option<crate::stream::StreamHandle>,
     feed: Option<crate::feed::Feed>,
+    replay: Option<Replay>,
+}
+
+/// `--replay`: the feeder thread and its progress.
+#[derive(Debug)]
+struct Replay {
+    cfg: crate::replay::ReplayConfig,
+    progress: Arc<crate::replay::ReplayProgress>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl EngineHandle {
@@ -669,7 +705,32 @@ impl EngineHandle {
             healthy,
             timestamp: jiff::Timestamp::now().to_string(),
             components,
+            replay: self.replay_progress(),
         }
+    }
+
+    /// `--replay`: what is replayed and how far it is (`None` when live).
+    pub fn replay_progress(&self) -> Option<serde_json::Value> {
+        self.replay.as_ref().map(|r| r.progress.to_json(&r.cfg))
+    }
+
+    /// `--replay`: every pass of the recording has been processed by the event loop.
+    pub fn replay_done(&self) -> bool {
+        self.replay
+            .as_ref()
+            .is_some_and(|r| r.progress.done.load(Ordering::Acquire))
+    }
+
+    /// `--replay`: frames the event loop has taken from the recording.
+    pub fn replay_frames(&self) -> Option<u64> {
+        self.replay
+            .as_ref()
+            .map(|r| r.progress.frames.load(Ordering::Relaxed))
+    }
+
+    /// The recorder's counters, when recording (`--record`).
+    pub fn recorder_stats(&self) -> Option<&Arc<crate::recording::recorder::RecorderStats>> {
+        self.recorder.as_ref().map(|(tx, _)| tx.stats())
     }
 
     /// Stops every thread in reverse start order and returns within the workers' drain time.
@@ -678,6 +739,12 @@ impl EngineHandle {
     }
 
     fn stop_inner(&mut self) {
+        if let Some(r) = &mut self.replay {
+            r.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = r.thread.take() {
+                let _ = t.join();
+            }
+        }
         if let Some(d) = self.discovery.take() {
             d.stop();
             log::info!("Discovery stopped");

@@ -22,7 +22,8 @@
 //! | [`http`] | the HTTP API | HTTP thread |
 //! | [`config`], [`cli`] | settings and the command line | main |
 //! | [`app`] | the orchestrator: start order, signals, progress, HTTP wiring | main |
-//! | [`recording`] | the raw-frame recording format | recorder / replay |
+//! | [`recording`] | the recording format; the engine's recorder thread | recorder / replay |
+//! | [`replay`] | `--replay`: the feeder that serves the engine from a recording | replay |
 //! | [`sim`] | the simulated exchange (WebSocket, Gamma, CLOB REST, truth, faults) | its own threads |
 
 #![warn(missing_docs)]
@@ -44,6 +45,7 @@ pub mod pool;
 pub mod recording;
 pub mod recycler;
 pub mod registry;
+pub mod replay;
 pub mod sim;
 pub mod stream;
 pub mod venue;

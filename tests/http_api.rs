@@ -25,6 +25,7 @@ impl ApiSource for Fake {
                 workers: ok,
                 ..Components::default()
             },
+            replay: None,
         }
     }
     fn ready(&self) -> Result<(), String> {

@@ -1,13 +1,22 @@
 //! `polypy-replay`: feed a recording (or a captured fixture) through the decoder and books.
 //!
-//! Reads a recording in the format of `docs/recording-format.md` (one JSON line per frame)
-//! or a fixture file (a JSON array of messages, each replayed as its own frame, or a single
+//! Reads recordings in the format of `docs/recording-format.md` (frame lines and market
+//! lines, plain or zstd; several files = one recording, e.g. rotated files in order) or a
+//! fixture file (a JSON array of messages, each replayed as its own frame, or a single
 //! message), decodes every frame exactly as the engine does, applies the records to one book
 //! per asset, verifies the venue's hashes and best bid/ask, and prints what it saw and how
 //! fast. `--dump-books FILE` writes the final books as one JSON object keyed by asset id.
+//!
+//! Metadata: a book takes `min_order_size` / `neg_risk` from the recording's market lines;
+//! without them (a bare feed, a fixture) the book infers both from its first hash
+//! (`BookMeta::candidates`), and the report says per market what was inferred.
+//!
+//! Ownership: like the engine's owner check, an asset's records count only from the
+//! connection that sent its latest snapshot (a recording of a recycle holds both connections'
+//! frames); the others are counted as `foreign` and skipped.
 
-use std::collections::BTreeMap;
-use std::io::{BufReader, Read};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Read};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,16 +27,17 @@ use polypy::market::{AssetId, AssetInterner, Event};
 use polypy::orderbook::{
     BookDump, BookMeta, CheckContext, CheckMode, Effect, HashVerdict, OrderBook, Verdict,
 };
-use polypy::recording::read_frames;
+use polypy::recording::{Entry, MarketMeta, read_entries};
 use polypy::venue::{DecodeOutput, Decoder, FrameKind};
 
 /// Replay recorded market-channel frames through polypy's decoder and order books.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
-    /// A recording (JSON lines: {"recv_ns","conn","frame"}) or a fixture (JSON array of
-    /// messages, or one message).
-    input: PathBuf,
+    /// Recordings (JSON lines, plain or zstd; several files are replayed in order as one
+    /// recording) or a fixture (JSON array of messages, or one message).
+    #[arg(required = true)]
+    input: Vec<PathBuf>,
     /// Hash checking: `every` (after every entry and every settled group), `settled`
     /// (every settled same-timestamp group), `sampled:N` (one settled group in N), `off`.
     #[arg(long, default_value = "every", value_parser = parse_mode)]
@@ -36,7 +46,8 @@ struct Args {
     /// (levels best first, prices and sizes as the venue's canonical decimal text).
     #[arg(long, value_name = "FILE")]
     dump_books: Option<PathBuf>,
-    /// Assume `neg_risk: true` for every book (the hash includes it; the recording does not).
+    /// Assume `neg_risk: true` for books the recording has no metadata for (before their
+    /// first hash says otherwise).
     #[arg(long)]
     neg_risk: bool,
 }
@@ -78,6 +89,9 @@ struct Tally {
     bbo_bad: u64,
     crossed: u64,
     incomplete_snapshots: u64,
+    foreign: u64,
+    market_lines: u64,
+    gaps: u64,
 }
 
 impl Tally {
@@ -96,54 +110,119 @@ impl Tally {
     }
 }
 
-/// Loads the frames to replay: (frame text, market of the frame if a fixture names it).
-fn load_frames(path: &PathBuf) -> Result<Vec<String>> {
+/// One thing to replay.
+enum Item {
+    /// A frame from connection `conn`.
+    Frame(u32, String),
+    /// A market line.
+    Market(MarketMeta),
+    /// A gap line: frames of this connection (all when `None`) may be missing.
+    Gap(Option<u32>),
+}
+
+/// Loads what to replay from one input file.
+fn load(path: &std::path::Path, items: &mut Vec<Item>) -> Result<()> {
+    let mut input =
+        polypy::recording::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let head = input.fill_buf()?;
+    let first = head.iter().copied().find(|b| !b.is_ascii_whitespace());
+    let is_recording = first == Some(b'{') && {
+        let line = head
+            .split(|b| *b == b'\n')
+            .find(|l| !l.trim_ascii().is_empty());
+        line.and_then(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .is_some_and(|v| {
+                v.get("recv_ns").is_some() && (v.get("frame").is_some() || v.get("meta").is_some())
+            })
+    };
+    if is_recording {
+        for entry in read_entries(input) {
+            match entry.with_context(|| format!("reading recording {}", path.display()))? {
+                Entry::Frame(f) => items.push(Item::Frame(f.conn, f.frame)),
+                Entry::Market(_, m) => items.push(Item::Market(m)),
+                Entry::Gap { conn, .. } => items.push(Item::Gap(conn)),
+            }
+        }
+        return Ok(());
+    }
     let mut text = String::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("opening {}", path.display()))?
+    input
         .read_to_string(&mut text)
         .with_context(|| format!("reading {}", path.display()))?;
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('[') {
-        let msgs: Vec<serde_json::Value> = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a JSON array of messages", path.display()))?;
-        return Ok(msgs.iter().map(|m| m.to_string()).collect());
+    match first {
+        Some(b'[') => {
+            let msgs: Vec<serde_json::Value> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON array of messages", path.display()))?;
+            items.extend(msgs.iter().map(|m| Item::Frame(0, m.to_string())));
+        }
+        Some(b'{') => items.push(Item::Frame(0, text)),
+        _ => bail!(
+            "{} is neither a recording (JSON lines with recv_ns and frame or meta) nor a JSON fixture",
+            path.display()
+        ),
     }
-    let first_line = trimmed.lines().next().unwrap_or("");
-    let is_recording = serde_json::from_str::<serde_json::Value>(first_line)
-        .ok()
-        .is_some_and(|v| v.get("frame").is_some() && v.get("recv_ns").is_some());
-    if is_recording {
-        let frames = read_frames(BufReader::new(text.as_bytes()))
-            .map(|f| f.map(|f| f.frame))
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("reading recording {}", path.display()))?;
-        return Ok(frames);
-    }
-    if trimmed.starts_with('{') {
-        return Ok(vec![text]);
-    }
-    bail!(
-        "{} is neither a recording (JSON lines with recv_ns/conn/frame) nor a JSON fixture",
-        path.display()
-    )
+    Ok(())
+}
+
+/// Where a book's `min_order_size` / `neg_risk` came from.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum MetaSource {
+    /// A market line with known values.
+    Recorded,
+    /// The first hash that disagreed with the defaults (or matched them).
+    Inferred,
+    /// Never confirmed: no hash was checked (or none matched).
+    Unconfirmed,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let frames = load_frames(&args.input)?;
-    let bytes: usize = frames.iter().map(String::len).sum();
+    let mut items = Vec::new();
+    for path in &args.input {
+        load(path, &mut items)?;
+    }
+    let bytes: usize = items
+        .iter()
+        .map(|i| match i {
+            Item::Frame(_, f) => f.len(),
+            Item::Market(_) | Item::Gap(_) => 0,
+        })
+        .sum();
 
     let mut ids = AssetInterner::new();
     let mut decoder = Decoder::new();
     let mut out = DecodeOutput::default();
     let mut ctx = CheckContext::new(args.check);
     let mut books: Vec<OrderBook> = Vec::new();
-    let mut markets: Vec<String> = Vec::new();
+    let mut owners: Vec<Option<u32>> = Vec::new();
+    let mut recorded: HashMap<String, MarketMeta> = HashMap::new();
     let mut t = Tally::default();
 
     let started = Instant::now();
-    for frame in &frames {
+    for item in &items {
+        let (conn, frame) = match item {
+            Item::Frame(conn, frame) => (*conn, frame),
+            Item::Market(m) => {
+                t.market_lines += 1;
+                if let (Some(id), Some(meta)) = (ids.get(&m.asset_id), m.book_meta()) {
+                    if let Some(book) = books.get_mut(id.index()) {
+                        book.set_meta(meta);
+                    }
+                }
+                recorded.insert(m.asset_id.clone(), m.clone());
+                continue;
+            }
+            Item::Gap(conn) => {
+                // As the engine did when it lost the connection: untrusted until a snapshot.
+                t.gaps += 1;
+                for (book, owner) in books.iter_mut().zip(&owners) {
+                    if conn.is_none() || *owner == *conn {
+                        book.mark_untrusted(polypy::orderbook::UntrustReason::DataLoss);
+                    }
+                }
+                continue;
+            }
+        };
         out.clear();
         let (kind, stats) = decoder.decode(frame.as_bytes(), 0, &mut ids, &mut out);
         t.frames += 1;
@@ -153,14 +232,21 @@ fn main() -> Result<()> {
         t.failed += u64::from(stats.failed);
         t.records += out.records.len() as u64;
         if ids.len() > books.len() {
-            // New assets: the market comes from the frame (books name it; price_change too).
-            let market = frame_market(frame);
+            // New assets: metadata from the recording, else the market from the frame.
+            let markets = polypy::replay::frame_markets(frame);
             while books.len() < ids.len() {
                 let name = ids.name(AssetId(books.len() as u32)).unwrap_or_default();
-                let mut meta = BookMeta::new(name, &market);
-                meta.neg_risk = args.neg_risk;
+                let meta = match recorded.get(name).and_then(MarketMeta::book_meta) {
+                    Some(meta) => meta,
+                    None => {
+                        let market = markets.get(name).map_or("", String::as_str);
+                        let mut meta = BookMeta::new(name, market);
+                        meta.neg_risk = args.neg_risk;
+                        meta
+                    }
+                };
                 books.push(OrderBook::new(meta));
-                markets.push(market.clone());
+                owners.push(None);
             }
         }
         for failure in &out.failures {
@@ -169,6 +255,13 @@ fn main() -> Result<()> {
             }
         }
         for rec in &out.records {
+            let owner = &mut owners[rec.asset.index()];
+            if matches!(rec.event, Event::BookBegin { .. }) {
+                *owner = Some(conn);
+            } else if owner.is_some_and(|c| c != conn) {
+                t.foreign += 1;
+                continue;
+            }
             let step = books[rec.asset.index()].apply(rec, &mut ctx);
             if let Some(v) = step.settled {
                 t.verdict(v);
@@ -210,7 +303,9 @@ fn main() -> Result<()> {
 
     let trusted = books.iter().filter(|b| b.is_trusted()).count();
     let unexplained = t.group_hash_bad + t.snapshot_hash_bad;
-    println!("input            {}", args.input.display());
+    for input in &args.input {
+        println!("input            {}", input.display());
+    }
     println!(
         "frames           {} ({} PONG), {} bytes",
         t.frames, t.pongs, bytes
@@ -220,6 +315,12 @@ fn main() -> Result<()> {
         t.messages, t.unknown, t.failed
     );
     println!("records          {}", t.records);
+    if t.market_lines > 0 || t.foreign > 0 || t.gaps > 0 {
+        println!(
+            "recording        {} market lines, {} gaps (books untrusted until their next snapshot); {} records from a connection that did not own the asset (skipped)",
+            t.market_lines, t.gaps, t.foreign
+        );
+    }
     println!(
         "level updates    {} applied, {} skipped (book not trusted)",
         t.level_updates, t.skipped_untrusted
@@ -251,6 +352,7 @@ fn main() -> Result<()> {
         "  best bid/ask   {} mismatched; {} groups settled crossed",
         t.bbo_bad, t.crossed
     );
+    print_metadata(&books, &recorded);
     println!("unexplained hash failures {unexplained}");
     println!(
         "throughput       {:.3} s: {:.0} frames/s, {:.0} messages/s, {:.0} level updates/s, {:.1} MB/s",
@@ -278,13 +380,51 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The `market` field of a frame's first message, for new books' metadata.
-fn frame_market(frame: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(frame)
-        .ok()
-        .and_then(|v| {
-            let m = if v.is_array() { v.get(0).cloned()? } else { v };
-            m.get("market")?.as_str().map(str::to_string)
-        })
-        .unwrap_or_default()
+/// Per market: where `min_order_size` / `neg_risk` came from; one line per inferred market.
+fn print_metadata(books: &[OrderBook], recorded: &HashMap<String, MarketMeta>) {
+    // market → (min order size, neg risk, best source, its tokens disagree)
+    let mut markets: BTreeMap<&str, (String, bool, MetaSource, bool)> = BTreeMap::new();
+    for book in books {
+        let m = book.meta();
+        let source = if recorded.get(&*m.asset_id).is_some_and(|r| r.known) {
+            MetaSource::Recorded
+        } else if m.known {
+            MetaSource::Inferred
+        } else {
+            MetaSource::Unconfirmed
+        };
+        let values = (m.min_order_size.to_text(), m.neg_risk);
+        let e = markets.entry(&m.market).or_insert((
+            values.0.clone(),
+            values.1,
+            MetaSource::Unconfirmed,
+            false,
+        ));
+        if source != MetaSource::Unconfirmed {
+            if e.2 == MetaSource::Unconfirmed {
+                (e.0, e.1) = values;
+            } else {
+                e.3 |= (&e.0, e.1) != (&values.0, values.1);
+            }
+            e.2 = e.2.min(source);
+        }
+    }
+    let count = |s: MetaSource| markets.values().filter(|v| v.2 == s).count();
+    println!(
+        "metadata         {} markets: {} from the recording, {} inferred from a hash, {} unconfirmed (no hash checked or none matched)",
+        markets.len(),
+        count(MetaSource::Recorded),
+        count(MetaSource::Inferred),
+        count(MetaSource::Unconfirmed)
+    );
+    for (market, (min, neg_risk, source, disagree)) in &markets {
+        if *source == MetaSource::Inferred {
+            let note = if *disagree {
+                " (its tokens disagree)"
+            } else {
+                ""
+            };
+            println!("  inferred       {market} min order size {min} neg risk {neg_risk}{note}");
+        }
+    }
 }

@@ -96,6 +96,23 @@ impl ApiSource for EngineApi {
                     "error": self.http.error.get(),
                 }),
             );
+            if let Some(r) = self.engine.replay_progress() {
+                o.insert("replay".into(), r);
+            }
+            if let Some(r) = self.engine.recorder_stats() {
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                o.insert(
+                    "recording".into(),
+                    serde_json::json!({
+                        "frames": n(&r.frames),
+                        "market_lines": n(&r.market_lines),
+                        "dropped": n(&r.dropped),
+                        "bytes": n(&r.bytes),
+                        "files": n(&r.files),
+                        "errors": n(&r.errors),
+                    }),
+                );
+            }
         }
         Ok(v)
     }

@@ -116,15 +116,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     };
-    log::info!(
-        "Started: markets from {}{}; stop with Ctrl-C",
-        config.gamma_url,
-        if sim.is_some() {
-            " (simulated exchange)"
-        } else {
-            ""
-        }
-    );
+    match &config.replay {
+        Some(r) => log::info!("Started: replaying {:?}; stop with Ctrl-C", r.files),
+        None => log::info!(
+            "Started: markets from {}{}; stop with Ctrl-C",
+            config.gamma_url,
+            if sim.is_some() {
+                " (simulated exchange)"
+            } else {
+                ""
+            }
+        ),
+    }
 
     // Wait for a stop signal, logging progress.
     let mut progress = progress::Progress::new();

@@ -33,7 +33,18 @@ impl Progress {
             None => 0.0,
         };
         self.last = Some((now, frames));
-        log::info!("Progress: {} msgs/s={rate:.0}", summary(engine));
+        match engine.replay_progress() {
+            Some(r) => log::info!(
+                "Progress: {} frames/s={rate:.0} replay_position={} replay_frames={} replay_recorded_s={:.1} replay_passes={} replay_done={}",
+                summary(engine),
+                r["position"].as_str().unwrap_or("-"),
+                r["frames"],
+                r["recorded_seconds_replayed"].as_f64().unwrap_or(0.0),
+                r["passes"],
+                r["done"]
+            ),
+            None => log::info!("Progress: {} msgs/s={rate:.0}", summary(engine)),
+        }
     }
 
     /// The last line's figures, for the final statistics line.

@@ -33,6 +33,7 @@
 //! | `snapshot.rs` | owned views for `/stats` and `/markets`, and building them | — |
 //! | `published.rs` | the lock-free slots they are published in, and when (also feeds the recent-latency window, `worker/window.rs`) | — |
 //! | `commands.rs` | [`Command`]s other threads send | — |
+//! | `replay.rs` | `--replay`: frames from a recording (`crate::replay`'s feeder) instead of sockets, taken only while the rings have room | — |
 
 pub mod commands;
 mod config;
@@ -41,6 +42,7 @@ mod freeze;
 mod lifecycle;
 pub mod published;
 mod recycling;
+mod replay;
 mod resync;
 mod run;
 pub mod snapshot;
@@ -51,5 +53,6 @@ pub use config::{
     LifecycleCounts, LifecycleEvent, LifecycleHook, LoopConfig, LoopShared, ResyncCause,
 };
 pub use published::{Published, Stamped};
+pub use replay::ReplayFeed;
 pub use run::{EventLoop, WAKER};
 pub use snapshot::{LoopSnapshot, MarketView};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use mio::{Events, Poll, Token};
 
 use super::commands::Command;
@@ -77,7 +77,7 @@ pub struct EventLoop {
     pub(super) conns: BTreeMap<ConnId, ConnSlot>,
     pub(super) core: Core,
     pub(super) shared: Arc<LoopShared>,
-    pub(super) recorder: Option<Sender<(u64, u32, String)>>,
+    pub(super) recorder: Option<crate::recording::recorder::RecorderTx>,
     pub(super) publish_clock: PublishClock,
     /// The probe connection (`probe.rs`), when running.
     pub(super) probe: Option<ProbeSlot>,
@@ -89,6 +89,10 @@ pub struct EventLoop {
     pub(super) suspected: BTreeMap<ConnId, Instant>,
     /// Wire → book latency of the last [`RECENT_WINDOW`](crate::worker::RECENT_WINDOW).
     pub(super) latency_window: LatencyWindow,
+    /// `--replay`: the recording this loop is served from (`replay.rs`).
+    pub(super) replay: Option<super::replay::ReplayFeed>,
+    /// `--replay`: half the rings' capacity (set at the first replay step).
+    pub(super) ring_room_max: usize,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -114,7 +118,7 @@ impl EventLoop {
         commands: Receiver<Command>,
         resyncs_in: Receiver<ResyncRequest>,
         shared: Arc<LoopShared>,
-        recorder: Option<Sender<(u64, u32, String)>>,
+        recorder: Option<crate::recording::recorder::RecorderTx>,
     ) -> std::io::Result<EventLoop> {
         let core = Core {
             registry: Registry::new(),
@@ -153,6 +157,8 @@ impl EventLoop {
             probe_counted_since: None,
             suspected: BTreeMap::new(),
             latency_window: LatencyWindow::default(),
+            replay: None,
+            ring_room_max: 0,
         })
     }
 
@@ -189,6 +195,7 @@ impl EventLoop {
                     self.drive(conn_id, now);
                 }
             }
+            self.replay_step();
             self.flush_router();
             if !self.drain_commands() {
                 break;
@@ -229,11 +236,7 @@ impl EventLoop {
             .on_ready(self.poll.registry(), now, &mut |text: &str| {
                 let recv_ns = crate::worker::now_ns();
                 if let Some(tx) = recorder {
-                    let wall = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_nanos() as u64)
-                        .unwrap_or(0);
-                    let _ = tx.try_send((wall, conn_id, text.to_string()));
+                    tx.frame(conn_id, text);
                 }
                 let out = core.on_frame(conn_id, text, recv_ns);
                 failed += u64::from(out.failed);
@@ -365,6 +368,9 @@ impl EventLoop {
         // Books of a connection that never opened (a failed reconnect) are already marked;
         // assets that moved away (recycling) are not this connection's concern.
         let was_open = std::mem::replace(&mut slot.open, false);
+        if let (true, Some(rec)) = (was_open, &self.recorder) {
+            rec.gap(conn_id, "connection_lost");
+        }
         for a in &slot.assets {
             if self.core.registry.owner(*a) != Some(conn_id) {
                 continue;

@@ -122,6 +122,8 @@ pub struct IntegrityView {
     pub probe_open: bool,
     /// Frames the probe connection received (decoded for evidence, never applied).
     pub probe_frames: u64,
+    /// Assets wanted for a resync that has not been sent yet (rate limit, owner down).
+    pub resyncs_wanted: usize,
 }
 
 /// Everything the event loop reports.
@@ -215,6 +217,7 @@ impl EventLoop {
         integrity.probe_frames = self.core.probe_frames;
         integrity.probe_assets = self.probe.as_ref().map_or(0, |p| p.assets.len());
         integrity.probe_open = self.probe.as_ref().is_some_and(|p| p.open);
+        integrity.resyncs_wanted = self.core.resyncs.wanted_len();
         LoopSnapshot {
             registry: RegistryView {
                 total_markets: r.len(),

@@ -27,6 +27,9 @@ impl EventLoop {
                 neg_risk: info.neg_risk,
                 known: info.meta_known,
             };
+            if let Some(rec) = &self.recorder {
+                rec.market(crate::recording::MarketMeta::of(&info));
+            }
             let (id, new) = self.core.registry.add_asset(info);
             let idx = id.index();
             if self.core.workers_of.len() <= idx {

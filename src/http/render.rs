@@ -14,6 +14,10 @@ pub struct Health {
     pub timestamp: String,
     /// Per component.
     pub components: Components,
+    /// `--replay`: the engine is served from a recording, and how far it is
+    /// (`crate::replay::ReplayProgress::to_json`); absent when live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<serde_json::Value>,
 }
 
 /// The seeds' six components.

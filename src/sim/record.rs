@@ -64,7 +64,7 @@ impl Recorder {
                 .out
                 .write_frame(item.recv_ns, item.conn, item.frame.as_str())
             {
-                Ok(()) => {
+                Ok(_) => {
                     self.recorded.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
