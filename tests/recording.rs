@@ -338,6 +338,15 @@ fn replay_at_max_speed_ends_with_the_recorded_engine_books_over_http() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // … and over the stream: a client on `all` rebuilds the same books (levels, hash,
+    // timestamp), seq and hash checks holding.
+    let streamed = replay
+        .stream_books(&assets)
+        .expect("the replayed books over the stream");
+    assert!(
+        streamed == want,
+        "the stream's books differ from the recorded engine's"
+    );
     let stats = replay.get("/stats").unwrap();
     assert_eq!(stats["replay"]["done"], true, "{}", stats["replay"]);
     assert_eq!(

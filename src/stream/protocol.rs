@@ -566,7 +566,7 @@ mod tests {
         let c = close_frame(1008, "slow");
         assert_eq!(&c[..4], &[0x88, 6, 0x03, 0xf0]);
         let mut s = Vec::new();
-        write_str(&mut s, "a\"b\\\n");
-        assert_eq!(s, br#""a\"b\\\u000a""#);
+        write_str(&mut s, "a\"b\\\n\u{1}");
+        assert_eq!(s, br#""a\"b\\\n\u0001""#);
     }
 }

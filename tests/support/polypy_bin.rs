@@ -20,17 +20,23 @@ pub type Book = (Vec<(String, String)>, Vec<(String, String)>, String, String);
 pub struct Bin {
     child: std::process::Child,
     port: u16,
+    stream_port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
 
 impl Bin {
     pub fn spawn(args: &[&std::ffi::OsStr]) -> Bin {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
+        let (port, stream_port) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_polypy"))
             .args(args)
             .args(["--http-host", "127.0.0.1", "--http-port", &port.to_string()])
+            .args(["--stream-port", &stream_port.to_string()])
             .args(["--idle", "park", "--no-pin", "--workers", "2"])
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
@@ -40,7 +46,71 @@ impl Bin {
             )
             .spawn()
             .unwrap();
-        Bin { child, port }
+        Bin {
+            child,
+            port,
+            stream_port,
+        }
+    }
+
+    /// Every asset's book as a stream client on `all` rebuilds it from the server's
+    /// snapshots and deltas (`polypy::stream::books::ClientBooks`), once all are trusted and
+    /// every check held; `None` after 20 s.
+    pub fn stream_books(&self, assets: &[String]) -> Option<BTreeMap<String, Book>> {
+        use polypy::stream::books::ClientBooks;
+        use tungstenite::Message;
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", self.stream_port)).ok()?;
+        tcp.set_read_timeout(Some(Duration::from_millis(50))).ok()?;
+        let url = format!("ws://127.0.0.1:{}/ws", self.stream_port);
+        let (mut ws, _) = tungstenite::client(url, tcp).ok()?;
+        ws.send(Message::text(
+            r#"{"op":"subscribe","channel":"book","all":true}"#,
+        ))
+        .ok()?;
+        let mut books = ClientBooks::new();
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        let mut hasher = polypy::orderbook::BookHasher::new();
+        while std::time::Instant::now() < end {
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).ok()?;
+                    books.apply(&v);
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return None,
+            }
+            let all = assets
+                .iter()
+                .all(|a| books.books.get(a).is_some_and(|b| b.trusted && b.in_sync));
+            if all {
+                let c = books.checks;
+                assert_eq!(
+                    (c.seq_gaps, c.hash_mismatches, c.orphans, c.malformed),
+                    (0, 0, 0, 0),
+                    "stream checks: {c:?}"
+                );
+                let t = |l: polypy::orderbook::Level| (l.price.to_text(), l.size.to_text());
+                let mut out = BTreeMap::new();
+                for a in assets {
+                    let b = books.books[a].mirror.book();
+                    let ts = b.last_timestamp();
+                    let book = (
+                        b.bids().best_first().map(t).collect(),
+                        b.asks().best_first().map(t).collect(),
+                        hasher.hex(b, ts),
+                        ts.to_string(),
+                    );
+                    out.insert(a.clone(), book);
+                }
+                return Some(out);
+            }
+        }
+        None
     }
 
     pub fn get(&self, path: &str) -> Option<serde_json::Value> {
