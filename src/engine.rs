@@ -251,7 +251,8 @@ impl Engine {
             allow: config.allow.clone(),
             latency_sources: workers.iter().map(|w| Arc::clone(w.stats())).collect(),
             freeze: crate::watchdog::FreezeConfig {
-                probe: config.freeze_probe,
+                // A replay has no venue to probe.
+                probe: config.freeze_probe && config.replay.is_none(),
                 ..crate::watchdog::FreezeConfig::default()
             },
         };
