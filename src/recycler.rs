@@ -11,10 +11,11 @@
 //!
 //! [`Recycler::candidates`] looks at every connection's [`ConnHealth`] at most once per
 //! `check_interval` (seed `HEALTH_CHECK_INTERVAL`, 60 s) and proposes, most urgent first:
-//! - [`RecycleReason::Unhealthy`]: the connection is silent. The event loop reports a
-//!   connection silent once it has delivered nothing for half the data-silence watchdog (so
-//!   the make-before-break replacement comes before the watchdog's reconnect, which would be
-//!   a gap). A single stalled asset does not make its connection unhealthy: it is
+//! - [`RecycleReason::Unhealthy`]: the connection is suspected frozen (`watchdog.rs`: the
+//!   freeze probe saw data it did not deliver, or it is silent far beyond its own recent
+//!   rate). The event loop also asks for that recycle at once ([`Recycler::request`]), so
+//!   the make-before-break replacement comes long before the data-silence backstop's
+//!   reconnect, which would be a gap. A single stalled asset does not make its connection unhealthy: it is
 //!   resubscribed on its own (`event_loop` watchdogs), since an asset the venue never serves
 //!   would otherwise get its connection recycled again and again;
 //! - [`RecycleReason::Pollution`]: `pollution_ratio ≥ 0.30` (expired / total) and the
@@ -135,7 +136,7 @@ pub struct ConnHealth {
     pub pollution_ratio: f64,
     /// Subscribed (not expired) assets on it.
     pub active_assets: usize,
-    /// Connected but delivering nothing (the connection's silence watchdog fired).
+    /// Suspected frozen (probe evidence or rate-aware silence, `event_loop/freeze.rs`).
     pub silent: bool,
     /// Connected (handshake done, not closed or reconnecting).
     pub open: bool,
