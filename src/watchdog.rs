@@ -340,11 +340,6 @@ impl RateWindow {
         let n = n1.saturating_sub(*n0);
         (span >= Duration::from_secs(30) && n > 0).then(|| span / n.min(u64::from(u32::MAX)) as u32)
     }
-
-    /// Forgets everything (the connection was lost: its next life starts over).
-    pub fn clear(&mut self) {
-        self.copies.clear();
-    }
 }
 
 /// The silence after which a connection with mean gap `mean_gap` is improbably silent:

@@ -115,22 +115,12 @@ fn engine_recording_carries_metadata_and_replays_to_the_engine_books() {
     // Some flow, a lost connection (a gap line; the engine resyncs), more flow, then the sim
     // pauses and the engine catches up with the truth.
     wait_for("flow", Duration::from_secs(60), || {
-        let sent: u64 = sim
-            .sent_counters()
-            .unwrap()
-            .iter()
-            .map(|c| c.messages)
-            .sum();
+        let sent = sim.messages_sent().unwrap();
         (sent > 3_000).then_some(())
     });
     assert!(sim.faults().drop_connection(ConnTarget::All).unwrap() > 0);
     wait_for("flow", Duration::from_secs(60), || {
-        let sent: u64 = sim
-            .sent_counters()
-            .unwrap()
-            .iter()
-            .map(|c| c.messages)
-            .sum();
+        let sent = sim.messages_sent().unwrap();
         (sent > 8_000).then_some(())
     });
     sim.pause().unwrap();
@@ -250,22 +240,12 @@ fn replay_at_max_speed_ends_with_the_recorded_engine_books_over_http() {
     ]);
     // Flow, a lost connection (the engine resyncs; the recording has a gap line), more flow.
     wait_for("connections", Duration::from_secs(60), || {
-        let sent: u64 = sim
-            .sent_counters()
-            .unwrap()
-            .iter()
-            .map(|c| c.messages)
-            .sum();
+        let sent = sim.messages_sent().unwrap();
         (sent > 5_000).then_some(())
     });
     assert!(sim.faults().drop_connection(ConnTarget::All).unwrap() > 0);
     wait_for("flow", Duration::from_secs(60), || {
-        let sent: u64 = sim
-            .sent_counters()
-            .unwrap()
-            .iter()
-            .map(|c| c.messages)
-            .sum();
+        let sent = sim.messages_sent().unwrap();
         (sent > 20_000).then_some(())
     });
     sim.pause().unwrap();

@@ -138,12 +138,7 @@ fn bare_sim_feed_replays_every_book_equal_to_the_truth() {
     let end = Instant::now() + Duration::from_secs(60);
     // Read until enough flow went out (and the clock moved past a few new markets).
     loop {
-        let sent: u64 = sim
-            .sent_counters()
-            .unwrap()
-            .iter()
-            .map(|c| c.messages)
-            .sum();
+        let sent = sim.messages_sent().unwrap();
         if sent >= 30_000 {
             break;
         }

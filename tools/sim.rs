@@ -199,7 +199,7 @@ fn record(sim: SimHandle, messages: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         thread::sleep(Duration::from_millis(100));
-        let sent: u64 = sim.sent_counters()?.iter().map(|c| c.messages).sum();
+        let sent = sim.messages_sent()?;
         if sent >= messages {
             break;
         }

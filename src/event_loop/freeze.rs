@@ -37,7 +37,7 @@ pub(super) const PROBE_ID: ConnId = ConnId::MAX - 1;
 const PROBE_MAX_ASSETS: usize = 450;
 
 /// Delay before a failed probe connection is opened again.
-pub(super) const PROBE_RETRY: Duration = Duration::from_secs(5);
+const PROBE_RETRY: Duration = Duration::from_secs(5);
 
 /// Before any asset has traffic, the probe looks again this soon.
 const PROBE_FIRST_LOOK: Duration = Duration::from_secs(5);

@@ -524,6 +524,14 @@ impl SimHandle {
         Ok(self.stats()?.connections)
     }
 
+    /// Messages sent so far over every connection.
+    ///
+    /// # Errors
+    /// [`SimError::Stopped`] / [`SimError::Timeout`].
+    pub fn messages_sent(&self) -> Result<u64, SimError> {
+        Ok(self.sent_counters()?.iter().map(|c| c.messages).sum())
+    }
+
     /// All counters.
     ///
     /// # Errors
