@@ -247,6 +247,10 @@ pub struct FreezeConfig {
     /// Flow messages per second the probe aims to see of each connection: its busiest assets
     /// are added until their recent rate reaches this. Default 5.
     pub probe_target_rate: f64,
+    /// Fewest assets (that have traffic) the probe follows per connection unless their rates
+    /// add up to four times the target: the busiest quiet assets of a short window overstate
+    /// their rate. Default 10.
+    pub probe_min_per_conn: usize,
     /// Most assets the probe follows per connection. Default 25.
     pub probe_max_per_conn: usize,
     /// How often the probe's assets are chosen again. Default 30 s.
@@ -270,6 +274,7 @@ impl Default for FreezeConfig {
         FreezeConfig {
             probe: true,
             probe_target_rate: 5.0,
+            probe_min_per_conn: 10,
             probe_max_per_conn: 25,
             probe_reselect: Duration::from_secs(30),
             match_window: Duration::from_millis(500),

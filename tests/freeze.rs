@@ -68,6 +68,14 @@ fn a_frozen_connection_is_flagged_within_5_s_and_healed_make_before_break() {
     let (mut to_flag, mut to_heal) = (Vec::new(), Vec::new());
     for round in 0..freezes {
         let (p0, r0, done0, _) = counts(&engine);
+        // Every pool connection is watched by the probe (its evidence comes from them).
+        let s = engine.stats(Duration::from_secs(5)).expect("stats");
+        let watched: Vec<u64> = s["pool"]["stats"]
+            .as_array()
+            .expect("pool stats")
+            .iter()
+            .map(|c| c["probe_watched"].as_u64().unwrap_or(0))
+            .collect();
         // A pool connection (the most assets; not the probe) is frozen: PINGs answered, no data.
         let victim = sim
             .sent_counters()
@@ -93,7 +101,10 @@ fn a_frozen_connection_is_flagged_within_5_s_and_healed_make_before_break() {
         sim.faults()
             .stall_connection(ConnTarget::Conn(victim), false)
             .expect("unstall");
-        eprintln!("freeze {round}: flagged after {flagged:?}, healed after {healed:?}");
+        eprintln!(
+            "freeze {round}: flagged after {flagged:?}, healed after {healed:?}; \
+             probe watchers per connection before {watched:?}"
+        );
         to_flag.push(flagged);
         to_heal.push(healed);
     }

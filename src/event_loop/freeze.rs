@@ -5,7 +5,8 @@
 //!
 //! - **The probe** is one extra connection (id [`PROBE_ID`], outside the pool and the
 //!   registry's ownership) subscribed to the busiest few assets of every connection (enough
-//!   for about 5 flow messages a second of each, at most 25 per connection and 450 in all),
+//!   for about 5 flow messages a second of each, at least 10 and at most 25 per connection
+//!   and 450 in all, by a decaying per-asset rate),
 //!   chosen again every `probe_reselect`. Its frames are decoded for evidence only
 //!   (`Core::on_probe_frame`): nothing it receives is applied, so the owner rule stands. A flow
 //!   message it receives for an asset whose owner delivered nothing around that time is
@@ -241,42 +242,59 @@ impl EventLoop {
         }
     }
 
-    /// For every open connection, its busiest assets since the last choice, until their rate
-    /// reaches `probe_target_rate` (at most `probe_max_per_conn`); then the counts start over.
-    /// The probe's traffic is then a small, bounded share of the total.
+    /// For every open connection, its busiest assets by recent rate, until their rates add up
+    /// to `probe_target_rate` and there are `probe_min_per_conn` of them, or to four times the
+    /// target (at most `probe_max_per_conn`). The probe's traffic is then a
+    /// small, bounded share of the total.
+    ///
+    /// An asset's rate is an average that halves at every choice before the new window's count
+    /// is added ([`decayed_rate`]), not the count of the last window alone: a connection that
+    /// froze just after a choice delivered nothing since, and choosing by that window would
+    /// drop the probe's watch on exactly the connection that needs it. With the decay its
+    /// assets keep (half) their rate and it keeps, or widens, its watchers.
     fn probe_choose(&mut self, now: Instant) -> Vec<AssetId> {
         let cfg = self.config.freeze;
         let secs = self
             .probe_counted_since
             .map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64())
             .max(1.0);
-        let target = cfg.probe_target_rate * secs; // messages over the counting window
         let counts = &self.core.flow_counts;
-        let mut picked: Vec<(u32, AssetId)> = Vec::new();
+        let rates = &mut self.probe_rates;
+        rates.resize(counts.len(), 0.0);
+        for (r, n) in rates.iter_mut().zip(counts) {
+            *r = decayed_rate(*r, *n, secs);
+        }
+        let rates = &self.probe_rates;
+        let mut picked: Vec<(f64, AssetId)> = Vec::new();
         for (id, slot) in &self.conns {
-            if slot.conn.status() != Status::Connected || self.core.recycler.is_replacement(*id) {
+            // A replacement is included: the assets that moved to it are its own now.
+            if slot.conn.status() != Status::Connected {
                 continue;
             }
-            let mut busiest: Vec<(u32, AssetId)> = slot
+            let mut busiest: Vec<(f64, AssetId)> = slot
                 .assets
                 .iter()
                 .filter(|a| self.core.registry.owner(**a) == Some(*id))
                 .filter_map(|a| {
-                    let n = counts.get(a.index()).copied().unwrap_or(0);
-                    (n > 0).then_some((n, *a))
+                    let r = rates.get(a.index()).copied().unwrap_or(0.0);
+                    (r > 0.0).then_some((r, *a))
                 })
                 .collect();
-            busiest.sort_unstable_by(|x, y| y.cmp(x));
+            busiest.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(y.1.cmp(&x.1)));
             let mut seen = 0.0;
-            for (n, a) in busiest.into_iter().take(cfg.probe_max_per_conn) {
-                if seen >= target {
+            for (i, (r, a)) in busiest.into_iter().take(cfg.probe_max_per_conn).enumerate() {
+                // Few assets suffice when they are busy (a high count is a good estimate);
+                // a handful of quiet ones may have been lucky in their window.
+                let enough = seen >= cfg.probe_target_rate
+                    && (i >= cfg.probe_min_per_conn || seen >= 4.0 * cfg.probe_target_rate);
+                if enough {
                     break;
                 }
-                seen += f64::from(n);
-                picked.push((n, a));
+                seen += r;
+                picked.push((r, a));
             }
         }
-        picked.sort_unstable_by(|x, y| y.cmp(x));
+        picked.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(y.1.cmp(&x.1)));
         picked.truncate(PROBE_MAX_ASSETS);
         let mut chosen: Vec<AssetId> = picked.into_iter().map(|(_, a)| a).collect();
         chosen.sort_unstable();
@@ -337,5 +355,34 @@ impl EventLoop {
             probe.retry_at = Some(now + PROBE_RETRY);
             log::warn!("Probe connection lost (reopens in 5 s): {why}");
         }
+    }
+}
+
+/// An asset's flow rate (messages a second) after a counting window of `secs` seconds in
+/// which it got `count` flow messages: the mean of the previous rate and the window's. A
+/// silent window halves the rate instead of forgetting it.
+fn decayed_rate(previous: f64, count: u32, secs: f64) -> f64 {
+    let r = (previous + f64::from(count) / secs) / 2.0;
+    if r < 1e-3 { 0.0 } else { r }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decayed_rate;
+
+    #[test]
+    fn a_silent_window_halves_the_rate() {
+        let r = decayed_rate(0.0, 100, 10.0);
+        assert!((r - 5.0).abs() < 1e-9);
+        let r = decayed_rate(r, 0, 5.0);
+        assert!(
+            (r - 2.5).abs() < 1e-9,
+            "a frozen owner's asset is still watched"
+        );
+        assert!(
+            (decayed_rate(r, 50, 10.0) - 3.75).abs() < 1e-9,
+            "the mean of 2.5 and 5"
+        );
+        assert_eq!(decayed_rate(1e-3, 0, 1.0), 0.0, "tiny rates end");
     }
 }

@@ -85,6 +85,8 @@ pub struct EventLoop {
     pub(super) freeze: FreezeDetector,
     /// Since when `Core::flow_counts` count (the probe's last choice).
     pub(super) probe_counted_since: Option<Instant>,
+    /// Each asset's recent flow rate as the probe chooses by it (`freeze.rs`).
+    pub(super) probe_rates: Vec<f64>,
     /// Connections suspected frozen, since when (until recycled or lost).
     pub(super) suspected: BTreeMap<ConnId, Instant>,
     /// Wire → book latency of the last [`RECENT_WINDOW`](crate::worker::RECENT_WINDOW).
@@ -155,6 +157,7 @@ impl EventLoop {
             probe: None,
             freeze: FreezeDetector::default(),
             probe_counted_since: None,
+            probe_rates: Vec::new(),
             suspected: BTreeMap::new(),
             latency_window: LatencyWindow::default(),
             replay: None,

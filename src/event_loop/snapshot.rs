@@ -55,6 +55,9 @@ pub struct ConnectionView {
     pub expired: usize,
     /// expired / total.
     pub pollution_ratio: f64,
+    /// Its assets the freeze probe follows (its watchers: evidence of a freeze comes from
+    /// them).
+    pub probe_watched: usize,
 }
 
 /// Pool (seed `pool`).
@@ -178,6 +181,7 @@ impl EventLoop {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let r = &self.core.registry;
         let mut stats = Vec::with_capacity(self.conns.len());
+        let probe_assets = self.probe.as_ref().map_or(&[][..], |p| &p.assets[..]);
         for (id, slot) in &self.conns {
             let s = slot.conn.stats();
             let counts = r.connection_stats(*id);
@@ -201,6 +205,10 @@ impl EventLoop {
                 active: counts.active,
                 expired: counts.expired,
                 pollution_ratio: counts.pollution_ratio,
+                probe_watched: probe_assets
+                    .iter()
+                    .filter(|a| r.owner(**a) == Some(*id))
+                    .count(),
             });
         }
         let rs = self.core.router_stats.snapshot();
