@@ -689,7 +689,7 @@ function renderStats(st, now) {
   }
   if (!S.streamEnabled) markDirty("status");
   const reg = st.registry || {}, integ = st.integrity || {}, pool = st.pool || {}, router = st.router || {};
-  setText(el["tile-markets"], `${fmtInt(reg.conditions)} (${fmtInt(reg.total_markets)} tokens)`);
+  setText(el["tile-markets"], `${fmtInt(reg.conditions)} / ${fmtInt(reg.total_markets)}`);
   setText(el["tile-books"], `${fmtInt(integ.trusted_books)} / ${fmtInt(integ.books)}`);
   setText(el["tile-conns"], `${fmtInt(pool.active_connections)} / ${fmtInt(pool.connection_count)}`);
   const count = typeof integ.messages === "number" ? integ.messages : router.messages_routed;
@@ -703,7 +703,7 @@ function renderStats(st, now) {
   }
   const p50 = router.recent_p50_latency_ms ?? router.p50_latency_ms;
   const p99 = router.recent_p99_latency_ms ?? router.p99_latency_ms;
-  setText(el["tile-latency"], `${fmtMs(p50)} / ${fmtMs(p99)} ms`);
+  setText(el["tile-latency"], `${fmtMs(p50)} / ${fmtMs(p99)}`);
   const causes = Object.entries(integ.resyncs || {});
   setText(el["tile-resyncs"], causes.length ? causes.map(([k, v]) => `${k.replace(/_/g, " ")} ${v}`).join(" · ") : "none");
   setText(el["tile-uptime"], fmtDuration(st.uptime_seconds));
