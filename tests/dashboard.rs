@@ -37,36 +37,48 @@ fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, Strin
     }
 }
 
-/// A market and a word of its question that no more than a few other questions contain.
-fn pick_market(markets: &[Value]) -> (String, String, String) {
+/// A token, its question and a word of that question found in at most 10 questions (the
+/// finder lists 50 tokens); of those, the deepest book (for the screenshot).
+fn pick_market(bin: &Bin, markets: &[Value]) -> (String, String, String) {
     let words = |q: &str| -> Vec<String> {
-        q.split(|c: char| !c.is_ascii_alphabetic())
+        let mut ws: Vec<String> = q
+            .split(|c: char| !c.is_ascii_alphabetic())
             .filter(|w| w.len() >= 4)
             .map(str::to_lowercase)
-            .collect()
+            .collect();
+        ws.sort();
+        ws.dedup();
+        ws
     };
     let mut count: HashMap<String, usize> = HashMap::new();
     for m in markets {
-        let mut ws = words(m["question"].as_str().unwrap_or(""));
-        ws.sort();
-        ws.dedup();
-        for w in ws {
+        for w in words(m["question"].as_str().unwrap_or("")) {
             *count.entry(w).or_default() += 1;
         }
     }
     let mut best: Option<(usize, String, String, String)> = None;
     for m in markets {
         let q = m["question"].as_str().unwrap_or("");
-        let token = m["tokens"][0]["token_id"].as_str().unwrap_or("");
-        for w in words(q) {
-            let n = count[&w];
-            if !token.is_empty() && best.as_ref().is_none_or(|b| n < b.0) {
-                best = Some((n, w, q.to_string(), token.to_string()));
+        let Some(word) = words(q).into_iter().min_by_key(|w| count[w]) else {
+            continue;
+        };
+        if count[&word] > 10 {
+            continue;
+        }
+        for t in m["tokens"].as_array().into_iter().flatten() {
+            let token = t["token_id"].as_str().unwrap_or("");
+            let depth = bin
+                .get(&format!("/orderbook/{token}?depth=1000"))
+                .map_or(0, |b| {
+                    let n = |k: &str| b[k].as_array().map_or(0, Vec::len);
+                    n("bids").min(n("asks"))
+                });
+            if best.as_ref().is_none_or(|b| depth > b.0) {
+                best = Some((depth, word.clone(), q.to_string(), token.to_string()));
             }
         }
     }
-    let (n, word, question, token) = best.expect("a market with a word");
-    assert!(n <= 20, "every word is common: {n}");
+    let (_, word, question, token) = best.expect("a market with an uncommon word");
     (word, question, token)
 }
 
@@ -96,16 +108,22 @@ fn http_levels(book: &Value, side: &str, n: usize) -> Vec<(String, String)> {
 }
 
 fn sim_http_url(bin: &Bin) -> String {
-    wait("the sim's address in the log", Duration::from_secs(10), || {
-        let log = bin.log();
-        log.lines()
-            .find_map(|l| {
-                let rest = l.split_once("Simulated exchange up:")?.1;
-                let http = rest.split_whitespace().find_map(|w| w.strip_prefix("http="))?;
-                Some(http.trim_end_matches('/').to_string())
-            })
-            .ok_or_else(|| "not logged yet".to_string())
-    })
+    wait(
+        "the sim's address in the log",
+        Duration::from_secs(10),
+        || {
+            let log = bin.log();
+            log.lines()
+                .find_map(|l| {
+                    let rest = l.split_once("Simulated exchange up:")?.1;
+                    let http = rest
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("http="))?;
+                    Some(http.trim_end_matches('/').to_string())
+                })
+                .ok_or_else(|| "not logged yet".to_string())
+        },
+    )
 }
 
 #[test]
@@ -119,19 +137,27 @@ fn dashboard_in_headless_chromium_shows_the_engines_books() {
     ]);
     let sim = sim_http_url(&bin);
     wait("/ready", Duration::from_secs(30), || {
-        bin.get("/ready").map(drop).ok_or_else(|| "not ready".into())
+        bin.get("/ready")
+            .map(drop)
+            .ok_or_else(|| "not ready".into())
     });
-    let markets = wait("/markets lists the 30 markets", Duration::from_secs(10), || {
-        let m = bin.get("/markets").ok_or("no /markets")?;
-        match m.as_array() {
-            Some(a) if a.len() == 30 => Ok(a.clone()),
-            _ => Err(format!("{m}")),
-        }
-    });
-    let (word, question, token) = pick_market(&markets);
+    let markets = wait(
+        "/markets lists the 30 markets",
+        Duration::from_secs(10),
+        || {
+            let m = bin.get("/markets").ok_or("no /markets")?;
+            match m.as_array() {
+                Some(a) if a.len() == 30 => Ok(a.clone()),
+                _ => Err(format!("{m}")),
+            }
+        },
+    );
+    let (word, question, token) = pick_market(&bin, &markets);
 
     let browser = Browser::start(1280, 900);
-    browser.goto(&format!("{}/", bin.http_url())).expect("open /");
+    browser
+        .goto(&format!("{}/", bin.http_url()))
+        .expect("open /");
     browser.viewport(1280, 900).unwrap();
     let title = browser.eval("return document.title;", &[]).unwrap();
     assert!(title.as_str().unwrap_or("").contains("polypy"), "{title}");
@@ -155,7 +181,10 @@ fn dashboard_in_headless_chromium_shows_the_engines_books() {
     let hash = browser.eval("return location.hash;", &[]).unwrap();
     assert_eq!(hash, format!("#{token}"), "the selection is in the URL");
     let shown = browser
-        .eval("return document.getElementById('question').textContent;", &[])
+        .eval(
+            "return document.getElementById('question').textContent;",
+            &[],
+        )
         .unwrap();
     assert_eq!(shown, question.as_str());
 
@@ -168,7 +197,10 @@ fn dashboard_in_headless_chromium_shows_the_engines_books() {
             let book = bin
                 .get(&format!("/orderbook/{token}?depth=1"))
                 .ok_or("no /orderbook")?;
-            let page = (bids.first().map(|l| l.0.clone()), asks.first().map(|l| l.0.clone()));
+            let page = (
+                bids.first().map(|l| l.0.clone()),
+                asks.first().map(|l| l.0.clone()),
+            );
             let http = (
                 book["best_bid"].as_str().map(str::to_string),
                 book["best_ask"].as_str().map(str::to_string),
@@ -192,17 +224,21 @@ fn dashboard_in_headless_chromium_shows_the_engines_books() {
 
     // Engine tiles: a non-zero message rate (two /stats polls apart).
     let rate = wait("a non-zero msgs/s tile", Duration::from_secs(10), || {
-        let v: f64 = attr("#tile-rate", "value")?.parse().map_err(|_| "not a number")?;
+        let v: f64 = attr("#tile-rate", "value")?
+            .parse()
+            .map_err(|_| "not a number")?;
         if v > 0.0 { Ok(v) } else { Err(format!("{v}")) }
     });
     assert!(rate > 0.0);
     // The browser recomputed the venue hash of its book and it matched.
-    wait("the browser's hash check", Duration::from_secs(10), || {
-        match attr("#hash-state", "state")?.as_str() {
+    wait(
+        "the browser's hash check",
+        Duration::from_secs(10),
+        || match attr("#hash-state", "state")?.as_str() {
             "verified" => Ok(()),
             other => Err(other.to_string()),
-        }
-    });
+        },
+    );
     // A few points of best bid/ask history, for the screenshot.
     wait("BBO history points", Duration::from_secs(10), || {
         let n: u32 = attr("#bbo", "points")?.parse().map_err(|_| "NaN")?;
@@ -224,7 +260,11 @@ fn dashboard_in_headless_chromium_shows_the_engines_books() {
         .build()
         .into();
     let paused = agent.post(format!("{sim}/sim/pause")).send_empty();
-    assert_eq!(paused.expect("pause").status().as_u16(), 200, "POST /sim/pause");
+    assert_eq!(
+        paused.expect("pause").status().as_u16(),
+        200,
+        "POST /sim/pause"
+    );
     wait(
         "the top 10 levels to equal /orderbook's after the pause",
         Duration::from_secs(10),
@@ -232,7 +272,10 @@ fn dashboard_in_headless_chromium_shows_the_engines_books() {
             let book = bin
                 .get(&format!("/orderbook/{token}?depth=10"))
                 .ok_or("no /orderbook")?;
-            let want = (http_levels(&book, "bids", 10), http_levels(&book, "asks", 10));
+            let want = (
+                http_levels(&book, "bids", 10),
+                http_levels(&book, "asks", 10),
+            );
             let got = (ladder(&browser, "bids")?, ladder(&browser, "asks")?);
             let got = (
                 got.0.into_iter().take(10).collect::<Vec<_>>(),

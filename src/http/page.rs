@@ -30,7 +30,9 @@ mod tests {
             assert!(asset(linked).is_some_and(|(_, body)| !body.is_empty()));
         }
         // Self-contained: nothing is loaded from another origin.
-        for (_, body) in ["/", "/page/app.js", "/page/style.css"].map(|p| asset(p).unwrap_or_default()) {
+        for (_, body) in
+            ["/", "/page/app.js", "/page/style.css"].map(|p| asset(p).unwrap_or_default())
+        {
             assert!(!body.contains("https://") && !body.contains("http://"));
         }
         assert!(asset("/page/").is_none() && asset("/page/../Cargo.toml").is_none());

@@ -124,8 +124,13 @@ impl Browser {
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
             "goog:loggingPrefs": {"browser": "ALL"},
         }}});
-        let v = request(&b.agent, "POST", &format!("{}/session", b.base), Some(&caps))
-            .unwrap_or_else(|e| panic!("new session: {e}"));
+        let v = request(
+            &b.agent,
+            "POST",
+            &format!("{}/session", b.base),
+            Some(&caps),
+        )
+        .unwrap_or_else(|e| panic!("new session: {e}"));
         b.session = v["sessionId"].as_str().unwrap_or_default().to_string();
         assert!(!b.session.is_empty(), "no session id in {v}");
         b
@@ -143,13 +148,15 @@ impl Browser {
             &[],
         )?;
         let extra = |i: usize| v[i].as_u64().unwrap_or(0);
-        let rect = json!({"width": u64::from(width) + extra(0), "height": u64::from(height) + extra(1)});
+        let rect =
+            json!({"width": u64::from(width) + extra(0), "height": u64::from(height) + extra(1)});
         self.cmd("POST", "/window/rect", Some(&rect)).map(drop)
     }
 
     /// Opens `url` (returns once the page has loaded).
     pub fn goto(&self, url: &str) -> WdResult<()> {
-        self.cmd("POST", "/url", Some(&json!({ "url": url }))).map(drop)
+        self.cmd("POST", "/url", Some(&json!({ "url": url })))
+            .map(drop)
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
@@ -176,8 +183,12 @@ impl Browser {
 
     /// Clicks an element.
     pub fn click(&self, element: &str) -> WdResult<()> {
-        self.cmd("POST", &format!("/element/{element}/click"), Some(&json!({})))
-            .map(drop)
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(&json!({})),
+        )
+        .map(drop)
     }
 
     /// Types `text` into an element.

@@ -60,12 +60,13 @@ function trimZeros(s) {
 function fmtInt(n) {
   return Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–";
 }
+// Display text of a size (the exact text stays in the row's data-size and title).
 function fmtSize(s) {
   const n = parseFloat(s);
   if (!Number.isFinite(n)) return s;
   if (n >= 1e6) return (n / 1e6).toFixed(2) + "M";
-  if (n >= 1e4) return (n / 1e3).toFixed(1) + "k";
-  return s;
+  if (n >= 1e5) return (n / 1e3).toFixed(1) + "k";
+  return s.length > 8 ? trimZeros(n.toFixed(2)) : s;
 }
 function fmtDuration(sec) {
   if (!Number.isFinite(sec)) return "–";
@@ -471,6 +472,7 @@ function renderLadder() {
           delete tr.dataset.price; delete tr.dataset.size;
           tr.cells[0].textContent = ""; tr.cells[1].textContent = "";
           tr.style.background = "";
+          tr.title = "";
         }
         continue;
       }
@@ -479,6 +481,7 @@ function renderLadder() {
       tr.dataset.size = z;
       setText(tr.cells[0], p);
       setText(tr.cells[1], fmtSize(z));
+      if (tr.title !== z) tr.title = z;
       const w = max > 0 ? Math.max(1, Math.round((parseFloat(z) / max) * 100)) : 0;
       const since = S.flashes.get(key + p);
       const age = since === undefined ? FLASH_MS : now - since;
@@ -703,7 +706,7 @@ function renderStats(st, now) {
   }
   const p50 = router.recent_p50_latency_ms ?? router.p50_latency_ms;
   const p99 = router.recent_p99_latency_ms ?? router.p99_latency_ms;
-  setText(el["tile-latency"], `${fmtMs(p50)} / ${fmtMs(p99)}`);
+  setText(el["tile-latency"], `${fmtMs(p50)}/${fmtMs(p99)} ms`);
   const causes = Object.entries(integ.resyncs || {});
   setText(el["tile-resyncs"], causes.length ? causes.map(([k, v]) => `${k.replace(/_/g, " ")} ${v}`).join(" · ") : "none");
   setText(el["tile-uptime"], fmtDuration(st.uptime_seconds));
