@@ -683,12 +683,16 @@ async function pollStats() {
 function renderStats(st, now) {
   const stream = st.stream || {};
   S.streamEnabled = stream.enabled !== false;
-  if (S.streamEnabled && stream.port && !S.streamUrl) {
+  if (S.streamEnabled && stream.port) {
+    // Taken again while disconnected: a restarted engine may stream on another port.
     const override = new URLSearchParams(location.search).get("stream");
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    S.streamUrl = override || `${proto}//${location.hostname}:${stream.port}/ws`;
-    setText(el["stream-url"], S.streamUrl);
-    connect();
+    const url = override || `${proto}//${location.hostname}:${stream.port}/ws`;
+    if (url !== S.streamUrl && !S.ws) {
+      S.streamUrl = url;
+      setText(el["stream-url"], url);
+      connect();
+    }
   }
   if (!S.streamEnabled) markDirty("status");
   const reg = st.registry || {}, integ = st.integrity || {}, pool = st.pool || {}, router = st.router || {};
