@@ -10,7 +10,9 @@ const FLASH_MS = 900;       // a changed level flashes this long
 const HISTORY_MS = 15 * 60 * 1000;
 const HISTORY_MAX = 3000;
 const STATS_EVERY_MS = 2000;
-const SILENCE_MS = 12000;   // no frame (the server sends a heartbeat every 5 s): reconnect
+const SILENCE_MS = 12000;
+const HASH_EVERY_MS = 200;  // browser hash checks, at most one per this
+const HISTORY_STEP_MS = 100; // bbo history: one point per this (the latest wins)   // no frame (the server sends a heartbeat every 5 s): reconnect
 
 const $ = (id) => document.getElementById(id);
 const el = {};
@@ -32,7 +34,7 @@ const S = {
   snapshots: 0,
   flashes: new Map(),   // "b:price" / "a:price" -> time of the change
   history: [],          // {t, bid, ask} from the bbo channel
-  hash: { state: "pending", at: 0, checked: 0, bad: 0 },
+  hash: { state: "pending", at: 0, checked: 0, bad: 0, busy: false, last: -Infinity },
   ws: null,
   wsState: "connecting",
   streamUrl: "",
@@ -46,7 +48,10 @@ const S = {
   dirty: { book: false, bbo: false, status: false },
   frame: 0,
   active: -1,           // highlighted finder row
+  messages: 0,          // stream messages received
+  frames: 0,            // frames drawn
 };
+window.polypyDashboard = S;  // for tests and the curious (read-only use)
 
 // ---------- small helpers ----------
 
@@ -228,7 +233,7 @@ function select(token) {
   S.removed = false;
   S.flashes.clear();
   S.history = [];
-  S.hash = { state: "pending", at: 0, checked: 0, bad: 0 };
+  S.hash = { state: "pending", at: 0, checked: 0, bad: 0, busy: false, last: -Infinity };
   if (old) {
     send({ op: "unsubscribe", channel: "book", assets: [old] });
     send({ op: "unsubscribe", channel: "bbo", assets: [old] });
@@ -274,6 +279,7 @@ function connect() {
   };
   ws.onmessage = (ev) => {
     S.lastFrame = performance.now();
+    S.messages += 1;
     let m;
     try { m = JSON.parse(ev.data); } catch (e) { return; }
     onMessage(m);
@@ -305,8 +311,13 @@ function onMessage(m) {
   if (m.asset !== S.sel) return;
   if (t === "bbo") {
     const num = (x) => (x == null ? null : parseFloat(x));
-    S.history.push({ t: performance.now(), bid: num(m.bid), ask: num(m.ask) });
-    if (S.history.length > HISTORY_MAX) S.history.splice(0, S.history.length - HISTORY_MAX);
+    const now = performance.now();
+    const point = { t: now, bid: num(m.bid), ask: num(m.ask) };
+    const h = S.history;
+    // Conflated: a change within HISTORY_STEP_MS of the last point replaces it.
+    if (h.length > 1 && now - h[h.length - 2].t < HISTORY_STEP_MS) h[h.length - 1] = point;
+    else h.push(point);
+    if (h.length > HISTORY_MAX) h.splice(0, h.length - HISTORY_MAX);
     markDirty("bbo");
     return;
   }
@@ -384,20 +395,27 @@ function summary(b) {
     `"last_trade_price":${j(b.ltp ?? "")}}`;
 }
 
+// At most one check in flight and one per HASH_EVERY_MS: a busy book carries many hashes
+// (and snapshots), and the check is a sample, not a gate.
 function verifyHash(b, want) {
   if (!(window.crypto && crypto.subtle)) {
     S.hash.state = "unavailable";
     return;
   }
+  const now = performance.now();
+  if (S.hash.busy || now - S.hash.last < HASH_EVERY_MS) return;
+  S.hash.busy = true;
+  S.hash.last = now;
   const text = summary(b);
   crypto.subtle.digest("SHA-1", new TextEncoder().encode(text)).then((buf) => {
+    S.hash.busy = false;
     if (S.book !== b) return;
     const hex = [...new Uint8Array(buf)].map((x) => x.toString(16).padStart(2, "0")).join("");
     S.hash.checked += 1;
     if (hex === want) { S.hash.state = "verified"; S.hash.at = Date.now(); }
     else { S.hash.state = "mismatch"; S.hash.bad += 1; S.hash.at = Date.now(); }
     markDirty("status");
-  }, () => { S.hash.state = "unavailable"; markDirty("status"); });
+  }, () => { S.hash.busy = false; S.hash.state = "unavailable"; markDirty("status"); });
 }
 
 // ---------- rendering, once per animation frame ----------
@@ -409,6 +427,7 @@ function markDirty(...what) {
 
 function render() {
   S.frame = 0;
+  S.frames += 1;
   const d = S.dirty;
   S.dirty = { book: false, bbo: false, status: false };
   let flashing = false;
