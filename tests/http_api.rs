@@ -106,6 +106,16 @@ fn routes_status_codes_and_shapes() {
     assert_eq!(get(addr, "/orderbook/42?depth=1001").0, 400);
     assert_eq!(get(addr, "/orderbook/42?depth=x").0, 400);
     assert_eq!(get(addr, "/nope").0, 404);
+    // The dashboard (src/http/page/).
+    let (s, body) = get(addr, "/");
+    assert_eq!(s, 200);
+    assert!(body.starts_with("<!doctype html>"), "{body}");
+    assert_eq!(get(addr, "/page/app.js").0, 200);
+    let (s, _) = request(
+        addr,
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(s, 405);
     let (s, _) = request(
         addr,
         "POST /stats HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

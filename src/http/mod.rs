@@ -1,5 +1,5 @@
 //! THREAD: the HTTP API (tiny_http). Serves `/health`, `/ready`, `/stats`, `/metrics`,
-//! `/markets` and `/orderbook/{asset_id}?depth=N`.
+//! `/markets` and `/orderbook/{asset_id}?depth=N`, and the live dashboard at `/` ([`page`]).
 //!
 //! The server owns only its `tiny_http::Server`. Answers come from an [`ApiSource`] (the
 //! engine): cheap ones from atomics, the rest by asking the owning thread with a deadline, so
@@ -7,6 +7,7 @@
 //! each client connection on its own pool thread, so idle keep-alive clients do not block
 //! `/health`.
 
+pub mod page;
 pub mod render;
 
 use std::net::SocketAddr;
@@ -189,7 +190,7 @@ impl<S: ApiSource> ApiSourceDyn for S {
 }
 
 /// A response: status, content type, body.
-struct Reply(u16, &'static str, String);
+struct Reply(u16, &'static str, std::borrow::Cow<'static, str>);
 
 const JSON: &str = "application/json";
 
@@ -197,18 +198,20 @@ fn json(status: u16, v: &impl serde::Serialize) -> Reply {
     Reply(
         status,
         JSON,
-        serde_json::to_string(v).unwrap_or_else(|_| "{}".into()),
+        serde_json::to_string(v)
+            .unwrap_or_else(|_| "{}".into())
+            .into(),
     )
 }
 
 fn err(status: u16, message: &str) -> Reply {
-    Reply(status, JSON, render::error_json(message))
+    Reply(status, JSON, render::error_json(message).into())
 }
 
 fn handle(request: Request, source: &dyn ApiSourceDyn) {
     let reply = route(request.method(), request.url(), source);
     let Reply(status, ctype, body) = reply;
-    let mut response = Response::from_string(body).with_status_code(status);
+    let mut response = Response::from_data(body.as_bytes()).with_status_code(status);
     if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()) {
         response.add_header(h);
     }
@@ -222,6 +225,12 @@ fn handle(request: Request, source: &dyn ApiSourceDyn) {
 
 fn route(method: &Method, url: &str, source: &dyn ApiSourceDyn) -> Reply {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some((ctype, body)) = page::asset(path) {
+        return match *method {
+            Method::Get => Reply(200, ctype, body.into()),
+            _ => err(405, "method not allowed; use GET"),
+        };
+    }
     let known = matches!(
         path,
         "/health" | "/ready" | "/stats" | "/metrics" | "/markets"
@@ -252,7 +261,7 @@ fn route(method: &Method, url: &str, source: &dyn ApiSourceDyn) -> Reply {
             Ok(text) => Reply(
                 200,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                text,
+                text.into(),
             ),
             Err(e) => err(503, &e),
         },

@@ -113,6 +113,17 @@ impl Bin {
         None
     }
 
+    /// `http://127.0.0.1:PORT` of its HTTP API.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        let path = std::env::temp_dir().join(format!("polypy-bin-{}.log", self.port));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
     pub fn get(&self, path: &str) -> Option<serde_json::Value> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
