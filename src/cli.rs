@@ -29,10 +29,12 @@ pub enum HashCheckArg {
 pub enum IdleArg {
     /// Busy-spin (lowest latency; burns a core per hot thread).
     Spin,
-    /// Spin briefly, then yield, then park ≤ 1 ms.
+    /// Rate-aware: spin only while the next batch is due within ~15 µs, else park ≤ 1 ms.
     Adaptive,
-    /// Park at once (cheapest; 12–50 µs wake-up on small VMs).
+    /// Park at once (12–50 µs wake-up on small VMs).
     Park,
+    /// The previous default: spin 20 µs, yield 200 µs, then park ≤ 1 ms (for comparison).
+    Backoff,
 }
 
 /// polypy: live, verified L2 order books for every active Polymarket outcome token.
@@ -222,6 +224,7 @@ impl Cli {
                 IdleArg::Spin => IdleMode::Spin,
                 IdleArg::Adaptive => IdleMode::Adaptive,
                 IdleArg::Park => IdleMode::Park,
+                IdleArg::Backoff => IdleMode::Backoff,
             },
             check: match self.hash_check {
                 HashCheckArg::Every => CheckMode::EveryEntry,

@@ -21,10 +21,14 @@ pub const DEFAULT_GAMMA_URL: &str = "https://gamma-api.polymarket.com";
 pub enum IdleMode {
     /// Busy-spin: lowest latency, burns a core. Only with a core to spare.
     Spin,
-    /// Spin briefly, then `yield_now`, then park up to 1 ms: good latency, low idle cost.
+    /// Rate-aware: spin only while the next batch is due within ~15 µs, else park at once
+    /// (up to 1 ms): low CPU per message at every rate (the default).
     Adaptive,
-    /// Park immediately (up to 1 ms): cheapest; a wake-up costs 12–50 µs on this VM kind.
+    /// Park immediately (up to 1 ms): a wake-up costs 12–50 µs on this VM kind.
     Park,
+    /// The previous default: spin 20 µs, then `yield_now` for 200 µs, then park up to 1 ms
+    /// (burns most of a core at a few thousand messages a second; kept for comparison).
+    Backoff,
 }
 
 /// Which markets to follow.

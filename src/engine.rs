@@ -366,6 +366,7 @@ fn idle_strategy(mode: IdleMode) -> IdleStrategy {
         IdleMode::Spin => IdleStrategy::Spin,
         IdleMode::Adaptive => IdleStrategy::default(),
         IdleMode::Park => IdleStrategy::Park(Duration::from_millis(1)),
+        IdleMode::Backoff => IdleStrategy::backoff(),
     }
 }
 

@@ -30,7 +30,10 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 
-#[derive(Debug, Parser)]
+#[path = "loadtest/sweep.rs"]
+mod sweep;
+
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "polypy-loadtest",
     about = "Load-tests the polypy engine against polypy-sim from the outside (HTTP, /proc)"
@@ -94,6 +97,15 @@ struct Args {
     /// Target: wire → book p99 in the window, µs.
     #[arg(long)]
     max_p99_us: Option<f64>,
+    /// Run once per rate of this list (msgs/s, comma-separated) instead of `--rate`, each
+    /// with a fresh sim and engine, and print a table of engine CPU-µs per message and wire →
+    /// book latency per rate.
+    #[arg(long, value_delimiter = ',', value_name = "RATE,...")]
+    rates: Vec<u64>,
+    /// With `--rates` (or alone, at `--rate`): run every rate once per idle mode (adaptive,
+    /// park, backoff, spin), side by side.
+    #[arg(long)]
+    compare_idle: bool,
     /// Extra engine arguments (after `--`).
     #[arg(last = true)]
     engine_args: Vec<String>,
@@ -168,6 +180,27 @@ impl Drop for Guard {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if !args.rates.is_empty() || args.compare_idle {
+        let rates = if args.rates.is_empty() {
+            vec![args.rate]
+        } else {
+            args.rates.clone()
+        };
+        let (report, failed) = sweep::sweep(&args, &rates)?;
+        if let Some(p) = &args.json_out {
+            std::fs::write(p, serde_json::to_string_pretty(&report)?)
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            sweep::print_table(&report);
+        }
+        if failed {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let (report, failed) = run(&args)?;
     if let Some(p) = &args.json_out {
         std::fs::write(p, serde_json::to_string_pretty(&report)?)

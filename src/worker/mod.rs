@@ -651,8 +651,8 @@ impl BookWorker {
         loop {
             let available = self.consumer.slots().min(self.config.max_chunk);
             if available > 0 {
-                idler.reset();
                 now = self.process_chunk(available);
+                idler.work(now);
             } else {
                 now = now_ns();
             }
