@@ -20,6 +20,9 @@ pub enum HashCheckArg {
     Settled,
     /// At one settled group in `--hash-sample` per worker.
     Sampled,
+    /// At every settled group while the worker keeps up, at one in `--hash-sample` while
+    /// it has a backlog (the default).
+    Adaptive,
     /// Never (best bid/ask and crossing are still checked).
     Off,
 }
@@ -118,9 +121,10 @@ pub struct Cli {
     #[arg(long, env = "POLYPY_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Book hash verification.
-    #[arg(long, env = "POLYPY_HASH_CHECK", value_enum, default_value_t = HashCheckArg::Sampled)]
+    #[arg(long, env = "POLYPY_HASH_CHECK", value_enum, default_value_t = HashCheckArg::Adaptive)]
     pub hash_check: HashCheckArg,
-    /// With `--hash-check sampled`: verify one settled group in N.
+    /// With `--hash-check sampled`: verify one settled group in N; with `adaptive`, one in N
+    /// while a worker has a backlog.
     #[arg(long, env = "POLYPY_HASH_SAMPLE", default_value_t = 16)]
     pub hash_sample: u32,
     /// How hot threads wait when idle.
@@ -230,6 +234,9 @@ impl Cli {
                 HashCheckArg::Every => CheckMode::EveryEntry,
                 HashCheckArg::Settled => CheckMode::Settled,
                 HashCheckArg::Off => CheckMode::Off,
+                HashCheckArg::Adaptive => CheckMode::Adaptive(
+                    NonZeroU32::new(self.hash_sample).unwrap_or(NonZeroU32::MIN),
+                ),
                 HashCheckArg::Sampled => {
                     CheckMode::Sampled(NonZeroU32::new(self.hash_sample).unwrap_or(NonZeroU32::MIN))
                 }

@@ -5,7 +5,6 @@
 //! (docs/venue-protocol.md §2.5): 200 assets per connection (hard maximum 500), subscribe frames of at
 //! most 100 ids, `PING` every 10 s, a 30 s inbound-silence watchdog, reconnect backoff 1 s → 30 s.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use crate::orderbook::CheckMode;
@@ -111,12 +110,13 @@ impl Default for EngineConfig {
             pin_workers: true,
             idle: IdleMode::Adaptive,
             pool: PoolConfig::default(),
-            // Chosen from the measurement in benches/BENCHMARKS.md (check-mode table): a
-            // hash costs ~8 µs here (software SHA1 + summary text), so Sampled(4) caps a
-            // worker at ~0.5 M updates/s; Sampled(16) adds ~0.5 µs per update and still
-            // hashes each book about once per 16 of its own updates, while best bid/ask and
-            // crossing are checked at every settled group.
-            check: CheckMode::Sampled(NonZeroU32::MIN.saturating_add(15)),
+            // Every settled group while the worker keeps up; under backlog one in 16, from
+            // the measurement in benches/BENCHMARKS.md (check-mode table): a hash costs ~8 µs
+            // here (software SHA1 + summary text), so Sampled(4) caps a worker at ~0.5 M
+            // updates/s; Sampled(16) adds ~0.5 µs per update and still hashes each book
+            // about once per 16 of its own updates. Best bid/ask and crossing are checked at
+            // every settled group.
+            check: crate::worker::DEFAULT_CHECK_MODE,
             ping_interval: Duration::from_secs(10),
             silence_timeout: Duration::from_secs(30),
             data_silence: Duration::from_secs(120),

@@ -596,6 +596,11 @@ impl EngineHandle {
                 "hash_not_checked".into(),
                 sum(|w| w.hash_not_checked).into(),
             );
+            i.insert("hash_skipped".into(), sum(|w| w.hash_skipped).into());
+            i.insert(
+                "hash_verified_share".into(),
+                crate::worker::hash_verified_share(&workers).into(),
+            );
             i.insert(
                 "snapshot_hash_matched".into(),
                 sum(|w| w.snapshot_hash_matched).into(),

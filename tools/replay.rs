@@ -103,7 +103,7 @@ impl Tally {
                 self.group_hash_inferred += 1
             }
             HashVerdict::Mismatch => self.group_hash_bad += 1,
-            HashVerdict::NotChecked => self.group_unchecked += 1,
+            HashVerdict::NotChecked | HashVerdict::Skipped => self.group_unchecked += 1,
         }
         self.bbo_bad += u64::from(!v.bbo_ok);
         self.crossed += u64::from(v.crossed);

@@ -371,6 +371,18 @@ impl Collector for MetricsData {
         )?;
         counter(
             e,
+            "hash_checks_skipped",
+            "Settled groups with a hash that sampling left out (under backlog)",
+            sum(|w| w.hash_skipped),
+        )?;
+        gauge(
+            e,
+            "hash_verified_share",
+            "Share of settled groups with a hash that were verified",
+            crate::worker::hash_verified_share(&self.workers),
+        )?;
+        counter(
+            e,
             "hash_checks_mismatched",
             "Settled groups whose hash did not match",
             sum(|w| w.hash_mismatched),

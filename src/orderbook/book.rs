@@ -73,6 +73,9 @@ pub enum CheckMode {
     Settled,
     /// At one settled group in N (per checking context).
     Sampled(NonZeroU32),
+    /// At every settled group while the worker has slack; at one in N while it has a backlog
+    /// (more than a chunk waiting: [`CheckContext::set_backlog`]), so it never falls behind.
+    Adaptive(NonZeroU32),
     /// Never; best bid/ask and crossing are still checked.
     Off,
 }
@@ -85,6 +88,7 @@ pub struct CheckContext {
     /// Mode.
     pub mode: CheckMode,
     sample: u32,
+    backlog: bool,
 }
 
 impl CheckContext {
@@ -94,14 +98,22 @@ impl CheckContext {
             hasher: BookHasher::new(),
             mode,
             sample: 0,
+            backlog: false,
         }
+    }
+
+    /// Whether the thread has a backlog ([`CheckMode::Adaptive`] samples only then).
+    #[inline]
+    pub fn set_backlog(&mut self, backlog: bool) {
+        self.backlog = backlog;
     }
 
     fn should_hash(&mut self) -> bool {
         match self.mode {
             CheckMode::EveryEntry | CheckMode::Settled => true,
             CheckMode::Off => false,
-            CheckMode::Sampled(n) => {
+            CheckMode::Adaptive(_) if !self.backlog => true,
+            CheckMode::Sampled(n) | CheckMode::Adaptive(n) => {
                 self.sample = self.sample.wrapping_add(1);
                 self.sample % n.get() == 0
             }
@@ -112,8 +124,10 @@ impl CheckContext {
 /// Result of the hash comparison of a settled group.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum HashVerdict {
-    /// Not compared (no hash sent, or checking off / not sampled).
+    /// Not compared (no hash sent, or checking off).
     NotChecked,
+    /// A hash was sent but this group was not sampled.
+    Skipped,
     /// Equal.
     Matched,
     /// Equal once a trade price from the group was taken as the last trade price.
@@ -418,7 +432,8 @@ impl OrderBook {
         let crossed = matches!((best_bid, best_ask), (Some(b), Some(a)) if b >= a);
         let bbo_ok = agrees(group.bbo.bid, best_bid) && agrees(group.bbo.ask, best_ask);
         let hash = match group.hash {
-            Some(expected) if ctx.should_hash() => {
+            Some(_) if !ctx.should_hash() => HashVerdict::Skipped,
+            Some(expected) => {
                 if ctx.hasher.prefix(self, group.ts) == expected {
                     HashVerdict::Matched
                 } else {
@@ -582,6 +597,18 @@ fn agrees(stated: FieldUpdate<Price>, actual: Option<Price>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adaptive_checks_every_group_with_slack_and_samples_under_backlog() {
+        let n = NonZeroU32::new(4).expect("4");
+        let mut ctx = CheckContext::new(CheckMode::Adaptive(n));
+        assert!((0..10).all(|_| ctx.should_hash()), "slack: every group");
+        ctx.set_backlog(true);
+        let hashed = (0..40).filter(|_| ctx.should_hash()).count();
+        assert_eq!(hashed, 10, "backlog: one in 4");
+        ctx.set_backlog(false);
+        assert!(ctx.should_hash());
+    }
     use crate::market::Size;
     use crate::market::{AssetId, Side};
 

@@ -50,7 +50,7 @@ pub use idle::IdleStrategy;
 pub use query::{BookQuerier, BookQuery, BookView, QueryError};
 pub use stats::{
     CumulativeHistogram, Histogram, HistogramCounts, HistogramSnapshot, UntrustCounts, WorkerStats,
-    WorkerStatsSnapshot,
+    WorkerStatsSnapshot, hash_verified_share,
 };
 pub use window::{LatencyWindow, RECENT_WINDOW, RecentLatency};
 
@@ -63,14 +63,17 @@ use crate::orderbook::{
 use crate::pinning::{CorePlacement, pin_current_thread};
 use idle::{IdleAction, Idler};
 
-/// The hash-check mode chosen from `benches/pipeline.rs` (see `benches/BENCHMARKS.md`,
-/// "Pipeline and workers"): hashing every settled group costs several times the whole rest of
-/// the apply path on realistic books, one group in 16 keeps the cost small while a diverged
-/// book is still caught within a few of its updates.
-pub const DEFAULT_CHECK_MODE: CheckMode = CheckMode::Sampled(match std::num::NonZeroU32::new(16) {
-    Some(n) => n,
-    None => unreachable!(),
-});
+/// The default hash-check mode: every settled group while the worker keeps up, one in 16 when
+/// it has a backlog. Hashing a group costs several times the whole rest of the apply path on
+/// realistic books (`benches/pipeline.rs`, `benches/BENCHMARKS.md` "Pipeline and workers"),
+/// so under backlog one in 16 keeps the worker ahead while a diverged book is still caught
+/// within a few of its updates; with slack, every group is verified. `/stats`
+/// `hash_skipped` counts the groups a sample left out.
+pub const DEFAULT_CHECK_MODE: CheckMode =
+    CheckMode::Adaptive(match std::num::NonZeroU32::new(16) {
+        Some(n) => n,
+        None => unreachable!(),
+    });
 
 /// Configuration of one book worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,6 +212,10 @@ impl Outputs {
         bump(
             match v.hash {
                 HashVerdict::NotChecked => &h.hash_not_checked,
+                HashVerdict::Skipped => {
+                    bump(&h.hash_skipped, 1);
+                    &h.hash_not_checked
+                }
                 HashVerdict::Matched => &h.hash_matched,
                 HashVerdict::MatchedInferredMeta => {
                     bump(&self.stats.cold.meta_inferred, 1);
@@ -409,7 +416,7 @@ impl Shard {
                         bump(&cold.meta_inferred, 1);
                     }
                     HashVerdict::Mismatch => bump(&cold.snapshot_hash_mismatched, 1),
-                    HashVerdict::NotChecked => {}
+                    HashVerdict::NotChecked | HashVerdict::Skipped => {}
                 }
                 handler.on_snapshot_record(asset, rec, book);
             }
@@ -651,6 +658,10 @@ impl BookWorker {
         loop {
             let available = self.consumer.slots().min(self.config.max_chunk);
             if available > 0 {
+                // More than a chunk waiting: a backlog (adaptive hash checks sample).
+                self.shard
+                    .ctx
+                    .set_backlog(self.consumer.slots() > self.config.max_chunk);
                 now = self.process_chunk(available);
                 idler.work(now);
             } else {

@@ -277,6 +277,7 @@ pub(crate) struct Hot {
     pub(crate) hash_matched_inferred_trade: AtomicU64,
     pub(crate) hash_mismatched: AtomicU64,
     pub(crate) hash_not_checked: AtomicU64,
+    pub(crate) hash_skipped: AtomicU64,
     pub(crate) entry_hash_matched: AtomicU64,
     pub(crate) entry_hash_mismatched: AtomicU64,
     pub(crate) bbo_mismatches: AtomicU64,
@@ -417,6 +418,7 @@ impl WorkerStats {
             hash_matched_inferred_trade: g(&h.hash_matched_inferred_trade),
             hash_mismatched: g(&h.hash_mismatched),
             hash_not_checked: g(&h.hash_not_checked),
+            hash_skipped: g(&h.hash_skipped),
             snapshot_hash_matched: g(&c.snapshot_hash_matched),
             snapshot_hash_mismatched: g(&c.snapshot_hash_mismatched),
             meta_inferred: g(&c.meta_inferred),
@@ -519,6 +521,9 @@ pub struct WorkerStatsSnapshot {
     pub hash_mismatched: u64,
     /// Settled groups not hash-checked (no hash, sampling, or off).
     pub hash_not_checked: u64,
+    /// Of those, groups that carried a hash but were left out by sampling
+    /// ([`CheckMode::Sampled`](crate::orderbook::CheckMode), or `Adaptive` under backlog).
+    pub hash_skipped: u64,
     /// Snapshots whose hash matched.
     pub snapshot_hash_matched: u64,
     /// Snapshots whose hash did not match (counted; the book stays trusted).
@@ -568,6 +573,21 @@ pub struct WorkerStatsSnapshot {
     pub processing: HistogramSnapshot,
     /// Wire → applied latency per record.
     pub latency: HistogramSnapshot,
+}
+
+/// Of the settled groups that carried a hash, the share that was compared (1 when there
+/// were none): what sampling left unverified, over all `workers`.
+pub fn hash_verified_share(workers: &[WorkerStatsSnapshot]) -> f64 {
+    let checked: u64 = workers
+        .iter()
+        .map(|w| w.hash_matched + w.hash_matched_inferred_trade + w.hash_mismatched)
+        .sum();
+    let skipped: u64 = workers.iter().map(|w| w.hash_skipped).sum();
+    if checked + skipped == 0 {
+        1.0
+    } else {
+        checked as f64 / (checked + skipped) as f64
+    }
 }
 
 #[cfg(test)]
