@@ -32,7 +32,7 @@ pub enum HashCheckArg {
 pub enum IdleArg {
     /// Busy-spin (lowest latency; burns a core per hot thread).
     Spin,
-    /// Rate-aware: spin only while the next batch is due within ~15 µs, else park ≤ 1 ms.
+    /// Rate-aware: spin only while the next batch is due within ~15 µs, else park ≤ 5 ms.
     Adaptive,
     /// Park at once (12–50 µs wake-up on small VMs).
     Park,

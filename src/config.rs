@@ -21,7 +21,7 @@ pub enum IdleMode {
     /// Busy-spin: lowest latency, burns a core. Only with a core to spare.
     Spin,
     /// Rate-aware: spin only while the next batch is due within ~15 µs, else park at once
-    /// (up to 1 ms): low CPU per message at every rate (the default).
+    /// (up to 5 ms; woken by new work): low CPU per message at every rate (the default).
     Adaptive,
     /// Park immediately (up to 1 ms): a wake-up costs 12–50 µs on this VM kind.
     Park,

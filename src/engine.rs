@@ -240,9 +240,13 @@ impl Engine {
             snapshot_timeout: config.snapshot_timeout,
             asset_silence: config.asset_silence,
             custom_features: config.custom_features,
+            // Commands, resync requests and the replay feeder wake the poll, so an idle loop
+            // needs no short timeout: 10 ms (1 ms in a replay, whose frames wait for ring
+            // room between iterations), instead of a thousand wake-ups a second.
             idle_poll: match config.idle {
                 IdleMode::Spin => Duration::ZERO,
-                _ => Duration::from_millis(1),
+                _ if config.replay.is_some() => Duration::from_millis(1),
+                _ => Duration::from_millis(10),
             },
             expiry_interval: config.expiry_interval,
             cleanup_grace: config.cleanup_grace,

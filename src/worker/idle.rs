@@ -4,7 +4,7 @@
 //! spinning one burns a core, and a `yield_now` with nobody else to run is a spin too. The
 //! default [`IdleStrategy::Adaptive`] is rate-aware: it spins only while the recent gaps
 //! between batches say the next one is due within its spin window (a wake-up would cost more
-//! than the wait), and otherwise parks at once, for at most 1 ms at a time. So a worker whose
+//! than the wait), and otherwise parks at once, for at most 5 ms at a time. So a worker whose
 //! batches are far apart costs one wake-up per batch and nothing between them, and one whose
 //! batches come back to back never sleeps. The router unparks a parked worker when it pushes
 //! to its ring ([`Router::set_unparkers`](crate::handoff::Router::set_unparkers)), which cuts
@@ -43,12 +43,13 @@ pub enum IdleStrategy {
 }
 
 impl Default for IdleStrategy {
-    /// `Adaptive { spin: 15 µs, park: 1 ms }`: 15 µs is about what a park and wake-up cost
-    /// in CPU here, so spinning through a shorter gap is the cheaper of the two.
+    /// `Adaptive { spin: 15 µs, park: 5 ms }`: 15 µs is about what a park and wake-up cost
+    /// in CPU here, so spinning through a shorter gap is the cheaper of the two; the router
+    /// and queries unpark a parked worker, so the timeout only paces the settle scan.
     fn default() -> IdleStrategy {
         IdleStrategy::Adaptive {
             spin: Duration::from_micros(15),
-            park: Duration::from_millis(1),
+            park: Duration::from_millis(5),
         }
     }
 }
@@ -147,7 +148,7 @@ mod tests {
     #[test]
     fn adaptive_spins_only_when_batches_come_close() {
         let mut i = Idler::new(IdleStrategy::default());
-        let park = IdleAction::Park(Duration::from_millis(1));
+        let park = IdleAction::Park(Duration::from_millis(5));
         // Nothing known yet: park.
         assert_eq!(i.next(1_000), park);
         // Batches 500 µs apart (2,000 a second): park at once.
