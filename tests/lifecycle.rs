@@ -174,17 +174,20 @@ fn expired_markets_are_unsubscribed_then_removed_and_new_ones_subscribed() {
     });
     let appeared = Instant::now();
     let token = newest.tokens[0].clone();
-    wait_for(
-        "the new market's book trusted",
-        Duration::from_secs(10),
-        || {
-            engine
-                .book(&token, 10, Duration::from_secs(2))
-                .ok()
-                .flatten()
-                .filter(|b| b.trusted)
-        },
-    );
+    let mut last = String::new();
+    let trusted = wait_for_opt(Duration::from_secs(10), || {
+        let book = engine.book(&token, 10, Duration::from_secs(2));
+        last = format!("{book:?}");
+        book.ok().flatten().filter(|b| b.trusted)
+    });
+    if trusted.is_none() {
+        let s = engine.stats(Duration::from_secs(5)).expect("stats");
+        panic!(
+            "timed out waiting for the new market's book trusted: last answer {last}; \
+             registry {}; integrity {}; pool {}",
+            s["registry"], s["integrity"], s["pool"]
+        );
+    }
     // One discovery interval (2 s) + one pool batch (1 s) + the snapshot, with slack for a
     // loaded CI machine.
     let took = appeared.elapsed();
