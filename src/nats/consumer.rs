@@ -156,6 +156,15 @@ impl ConsumerState {
             }
             "snapshot" => {
                 self.counts.live_snapshots += 1;
+                // A snapshot that skips seqs repairs a gap the publisher knew of.
+                if self
+                    .books
+                    .books
+                    .get(&asset)
+                    .is_some_and(|b| b.in_sync && seq > b.seq + 1)
+                {
+                    self.counts.gaps += 1;
+                }
                 self.snapshot(&asset, seq, &v);
             }
             _ => {

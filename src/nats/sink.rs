@@ -136,6 +136,33 @@ fn on_event(stats: &NatsStats, event: &async_nats::Event) {
     }
 }
 
+/// The bucket, created when missing. Its stream is made here with the key-value layout
+/// (`KV_<bucket>` on `$KV.<bucket>.>`, one value per key, rollups, direct get) instead of
+/// `create_key_value`, which first asks for the account's details in a shape that
+/// nats-server 2.9 does not answer.
+async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+) -> Result<jetstream::kv::Store, async_nats::Error> {
+    if let Ok(s) = js.get_key_value(bucket).await {
+        return Ok(s);
+    }
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("polypy: latest snapshot per token".into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    Ok(js.get_key_value(bucket).await?)
+}
+
 /// Owns the KV bucket: creates it (retrying while NATS is away), then writes.
 async fn kv_loop(
     client: async_nats::Client,
@@ -147,20 +174,9 @@ async fn kv_loop(
     let bucket = config.bucket();
     let mut attempt = 0;
     let store = loop {
-        let created = js
-            .create_key_value(jetstream::kv::Config {
-                bucket: bucket.clone(),
-                description: "polypy: latest snapshot per token".into(),
-                history: 1,
-                ..Default::default()
-            })
-            .await;
-        match created {
+        match open_bucket(&js, &bucket).await {
             Ok(s) => break s,
             Err(e) => {
-                if let Ok(s) = js.get_key_value(bucket.as_str()).await {
-                    break s;
-                }
                 if attempt % 10 == 0 {
                     log::warn!("NATS KV bucket not ready: bucket={bucket} error={e}");
                 }
