@@ -320,7 +320,10 @@ mod tests {
         assert_eq!(c.pool.target_per_connection, 100);
         assert!(cli.no_http);
         assert_eq!(c.allow.shard.map(|s| s.to_string()).as_deref(), Some("1/2"));
-        assert_eq!(c.nats.as_ref().map(|n| n.bucket()).as_deref(), Some("polypy_books"));
+        assert_eq!(
+            c.nats.as_ref().map(|n| n.bucket()).as_deref(),
+            Some("polypy_books")
+        );
         assert!(c.stream.is_none());
         c.validate().unwrap();
     }

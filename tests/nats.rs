@@ -58,7 +58,14 @@ impl NatsServer {
 
     fn restart(&mut self) {
         let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -109,7 +116,11 @@ const PREFIX: &str = "t";
 /// listener: `--no-stream` with `--nats-url`), every book trusted.
 fn setup(markets: usize, rate: u64) -> Setup {
     let _ = env_logger::builder().is_test(true).try_init();
-    let dir = std::env::temp_dir().join(format!("polypy-nats-{}-{}", std::process::id(), free_port()));
+    let dir = std::env::temp_dir().join(format!(
+        "polypy-nats-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let nats = NatsServer::start(free_port(), &dir);
     let sim = Sim::start(SimConfig {
@@ -159,7 +170,9 @@ fn setup(markets: usize, rate: u64) -> Setup {
 
 fn truth_levels(sim: &SimHandle) -> BTreeMap<String, Levels> {
     let l = |v: &[polypy::sim::TruthLevel]| -> Vec<(String, String)> {
-        v.iter().map(|l| (l.price.clone(), l.size.clone())).collect()
+        v.iter()
+            .map(|l| (l.price.clone(), l.size.clone()))
+            .collect()
     };
     sim.truth_all()
         .unwrap()
@@ -215,12 +228,16 @@ fn wait_consumer_equals_truth(sim: &SimHandle, c: &NatsConsumer, deadline: Durat
 fn consumer(s: &Setup) -> NatsConsumer {
     let c = NatsConsumer::start(ConsumerConfig::new(&s.nats.url(), PREFIX)).unwrap();
     let n = s.books;
-    wait_for("the consumer has every book", Duration::from_secs(20), || {
-        c.with_state(|st| {
-            let ok = st.books.books.len() == n && st.out_of_sync().is_empty();
-            ok.then_some(())
-        })
-    });
+    wait_for(
+        "the consumer has every book",
+        Duration::from_secs(20),
+        || {
+            c.with_state(|st| {
+                let ok = st.books.books.len() == n && st.out_of_sync().is_empty();
+                ok.then_some(())
+            })
+        },
+    );
     c
 }
 
@@ -243,11 +260,21 @@ fn two_shards_cover_the_venue_once_and_a_late_consumer_rebuilds_every_book() {
     let mut seen = BTreeSet::new();
     for (i, (e, markets)) in s.engines.iter().zip(&lists).enumerate() {
         for m in markets.value.iter() {
-            assert!(seen.insert(m.condition_id.clone()), "{} twice", m.condition_id);
+            assert!(
+                seen.insert(m.condition_id.clone()),
+                "{} twice",
+                m.condition_id
+            );
             assert_eq!(Shard::of(&m.condition_id, 2), i as u32);
             assert_eq!(m.tokens.len(), 2);
         }
-        assert_eq!(e.shard(), Some(Shard { index: i as u32, count: 2 }));
+        assert_eq!(
+            e.shard(),
+            Some(Shard {
+                index: i as u32,
+                count: 2
+            })
+        );
     }
     assert_eq!(seen, all);
     // A consumer started after the engines joins through the KV snapshots.
@@ -257,7 +284,11 @@ fn two_shards_cover_the_venue_once_and_a_late_consumer_rebuilds_every_book() {
     let counts = c.with_state(|st| st.counts);
     assert!(counts.kv_snapshots > 0, "{counts:?}");
     let checks = c.with_state(|st| st.books.checks);
-    assert_eq!((checks.hash_mismatches, checks.malformed), (0, 0), "{checks:?}");
+    assert_eq!(
+        (checks.hash_mismatches, checks.malformed),
+        (0, 0),
+        "{checks:?}"
+    );
     for e in &s.engines {
         let n = e.nats_stats().unwrap();
         assert!(n.published > 0 && n.kv_puts > 0, "{n:?}");
@@ -291,9 +322,11 @@ fn nats_outage_is_counted_repaired_and_the_consumer_recovers() {
         .map(|e| e.nats_stats().unwrap().dropped)
         .sum();
     let sent = s.sim.messages_sent().unwrap();
-    wait_for("the sim sends during the outage", Duration::from_secs(10), || {
-        (s.sim.messages_sent().unwrap() > sent + 300).then_some(())
-    });
+    wait_for(
+        "the sim sends during the outage",
+        Duration::from_secs(10),
+        || (s.sim.messages_sent().unwrap() > sent + 300).then_some(()),
+    );
     let dropped: u64 = s
         .engines
         .iter()
@@ -306,7 +339,10 @@ fn nats_outage_is_counted_repaired_and_the_consumer_recovers() {
     wait_for("engines reconnect", Duration::from_secs(20), || {
         s.engines
             .iter()
-            .all(|e| e.nats_stats().is_some_and(|n| n.connected && n.reconnects >= 1))
+            .all(|e| {
+                e.nats_stats()
+                    .is_some_and(|n| n.connected && n.reconnects >= 1)
+            })
             .then_some(())
     });
     wait_for("the consumer sees the gap", Duration::from_secs(20), || {

@@ -63,7 +63,9 @@ impl Drop for Server {
 }
 
 fn start_server() -> anyhow::Result<(String, Server)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let dir = std::env::temp_dir().join(format!("polypy-natsload-{port}"));
     std::fs::create_dir_all(&dir)?;
     let child = Command::new("nats-server")
@@ -76,7 +78,10 @@ fn start_server() -> anyhow::Result<(String, Server)> {
     let server = Server(Some(child), dir);
     let t0 = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "nats-server did not start");
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nats-server did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok((format!("nats://127.0.0.1:{port}"), server))
@@ -104,7 +109,13 @@ fn raw(url: &str, rate: u64, secs: u64) -> anyhow::Result<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let subjects: Vec<Subjects> = (0..2000)
-        .map(|i| Subjects::new("load", &format!("0x{i:064x}"), &format!("{}", 10u128.pow(30) + i)))
+        .map(|i| {
+            Subjects::new(
+                "load",
+                &format!("0x{i:064x}"),
+                &format!("{}", 10u128.pow(30) + i),
+            )
+        })
         .collect();
     // A typical one-change delta (~240 bytes, as in docs/loadtest.md).
     let payload = bytes::Bytes::from(format!(
@@ -163,7 +174,10 @@ fn main() -> anyhow::Result<()> {
         }
     };
     if let Some(rate) = args.raw {
-        println!("{}", serde_json::to_string_pretty(&raw(&url, rate, args.secs)?)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&raw(&url, rate, args.secs)?)?
+        );
         return Ok(());
     }
     let sim = Sim::start(SimConfig {
@@ -193,7 +207,10 @@ fn main() -> anyhow::Result<()> {
     let books = (args.markets * 2) as u64;
     let t0 = Instant::now();
     while engine.trusted_books() < books {
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(120), "books never all trusted");
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(120),
+            "books never all trusted"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let consumer = (!args.no_consumer)
@@ -204,14 +221,17 @@ fn main() -> anyhow::Result<()> {
         })
         .transpose()?;
     std::thread::sleep(Duration::from_secs(2));
-    let stat = |e: &polypy::engine::EngineHandle| e.stats(Duration::from_secs(5)).unwrap_or_default();
+    let stat =
+        |e: &polypy::engine::EngineHandle| e.stats(Duration::from_secs(5)).unwrap_or_default();
     let st0 = stat(&engine);
     let n0 = engine.nats_stats().unwrap_or_default();
     let f0 = engine.feed_stats().unwrap_or_default();
     if let Some(c) = &consumer {
         c.with_state(|s| s.latencies_ns.clear());
     }
-    let c0 = consumer.as_ref().map_or(0, |c| c.with_state(|s| s.counts.messages));
+    let c0 = consumer
+        .as_ref()
+        .map_or(0, |c| c.with_state(|s| s.counts.messages));
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.secs));
     let secs = w0.elapsed().as_secs_f64();
@@ -220,7 +240,11 @@ fn main() -> anyhow::Result<()> {
     let f1 = engine.feed_stats().unwrap_or_default();
     let (mut lat, c1, gaps) = consumer.as_ref().map_or((Vec::new(), 0, 0), |c| {
         c.with_state(|s| {
-            (std::mem::take(&mut s.latencies_ns), s.counts.messages, s.counts.gaps)
+            (
+                std::mem::take(&mut s.latencies_ns),
+                s.counts.messages,
+                s.counts.gaps,
+            )
         })
     });
     let msgs = |v: &serde_json::Value| v["integrity"]["messages"].as_u64().unwrap_or(0);

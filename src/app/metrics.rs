@@ -607,7 +607,11 @@ fn nats_metrics(e: &mut DescriptorEncoder, n: &crate::nats::NatsStatsSnapshot) -
     for (name, help, v) in [
         ("nats_published", "Messages published to NATS", n.published),
         ("nats_snapshots", "Snapshots published to NATS", n.snapshots),
-        ("nats_dropped", "Messages not published (every cause)", n.dropped),
+        (
+            "nats_dropped",
+            "Messages not published (every cause)",
+            n.dropped,
+        ),
         (
             "nats_dropped_full",
             "Messages dropped: channel to the publisher full",
@@ -624,7 +628,11 @@ fn nats_metrics(e: &mut DescriptorEncoder, n: &crate::nats::NatsStatsSnapshot) -
             n.dropped_failed,
         ),
         ("nats_reconnects", "Reconnections to NATS", n.reconnects),
-        ("nats_disconnects", "Connections to NATS lost", n.disconnects),
+        (
+            "nats_disconnects",
+            "Connections to NATS lost",
+            n.disconnects,
+        ),
         ("nats_kv_puts", "KV snapshots written", n.kv_puts),
         ("nats_kv_deletes", "KV entries deleted", n.kv_deletes),
         ("nats_kv_errors", "KV writes that failed", n.kv_errors),

@@ -80,8 +80,7 @@ pub(super) async fn run(config: NatsConfig, mut rx: Receiver<Out>, stats: Arc<Na
                         stats.drop_one(&stats.dropped_down);
                         continue;
                     }
-                    match tokio::time::timeout(PUBLISH_WAIT, client.publish(subject, payload))
-                        .await
+                    match tokio::time::timeout(PUBLISH_WAIT, client.publish(subject, payload)).await
                     {
                         Ok(Ok(())) => {
                             stats.published.fetch_add(1, Ordering::Relaxed);

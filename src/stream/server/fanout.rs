@@ -76,7 +76,8 @@ impl Server {
         let list = self.by_market.entry(meta.market.clone()).or_default();
         if !list.contains(&asset) {
             list.push(asset);
-        }        self.nats_meta(asset, meta);
+        }
+        self.nats_meta(asset, meta);
     }
 
     pub(super) fn event(&mut self, e: &FeedEvent, last_of_burst: bool) {

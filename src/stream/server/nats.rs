@@ -337,7 +337,10 @@ impl Server {
             return;
         }
         // The sweep: snapshots while the channel is at most three quarters full.
-        let cap = self.nats.as_ref().map_or(0, |n| n.sink.config().channel_capacity);
+        let cap = self
+            .nats
+            .as_ref()
+            .map_or(0, |n| n.sink.config().channel_capacity);
         while let Some(n) = &mut self.nats {
             if n.sink.room() < cap / 4 {
                 break;
@@ -357,7 +360,11 @@ impl Server {
                 // Its snapshot from the feed is on the way; it is published when complete.
                 continue;
             }
-            let kv = self.nats.as_mut().and_then(|n| n.asset(a)).is_some_and(|t| t.kv_dirty);
+            let kv = self
+                .nats
+                .as_mut()
+                .and_then(|n| n.asset(a))
+                .is_some_and(|t| t.kv_dirty);
             self.nats_snapshot(a, kv);
         }
         self.nats_kv_refresh(now);
