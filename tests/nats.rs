@@ -183,7 +183,8 @@ fn truth_levels(sim: &SimHandle) -> BTreeMap<String, Levels> {
 
 /// Assets whose consumer book is missing, out of sync or differs from the truth.
 fn consumer_differences(c: &NatsConsumer, truth: &BTreeMap<String, Levels>) -> Vec<String> {
-    c.with_state(|s| {
+    let s = c.state();
+    {
         let t = |l: polypy::orderbook::Level| (l.price.to_text(), l.size.to_text());
         let mut bad = Vec::new();
         for (asset, want) in truth {
@@ -205,12 +206,13 @@ fn consumer_differences(c: &NatsConsumer, truth: &BTreeMap<String, Levels>) -> V
             }
         }
         bad
-    })
+    }
 }
 
-fn wait_consumer_equals_truth(sim: &SimHandle, c: &NatsConsumer, deadline: Duration) {
+fn wait_consumer_equals_truth(sim: &SimHandle, c: &mut NatsConsumer, deadline: Duration) {
     let end = Instant::now() + deadline;
     loop {
+        c.run_for(Duration::from_millis(100));
         let bad = consumer_differences(c, &truth_levels(sim));
         if bad.is_empty() {
             return;
@@ -219,23 +221,21 @@ fn wait_consumer_equals_truth(sim: &SimHandle, c: &NatsConsumer, deadline: Durat
             Instant::now() < end,
             "consumer books differ from the truth: {:?} (counts {:?})",
             &bad[..bad.len().min(5)],
-            c.with_state(|s| s.counts)
+            c.state().counts
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn consumer(s: &Setup) -> NatsConsumer {
-    let c = NatsConsumer::start(ConsumerConfig::new(&s.nats.url(), PREFIX)).unwrap();
+    let mut c = NatsConsumer::start(ConsumerConfig::new(&s.nats.url(), PREFIX)).unwrap();
     let n = s.books;
     wait_for(
         "the consumer has every book",
         Duration::from_secs(20),
         || {
-            c.with_state(|st| {
-                let ok = st.books.books.len() == n && st.out_of_sync().is_empty();
-                ok.then_some(())
-            })
+            c.run_for(Duration::from_millis(50));
+            let st = c.state();
+            (st.books.books.len() == n && st.out_of_sync().is_empty()).then_some(())
         },
     );
     c
@@ -278,12 +278,12 @@ fn two_shards_cover_the_venue_once_and_a_late_consumer_rebuilds_every_book() {
     }
     assert_eq!(seen, all);
     // A consumer started after the engines joins through the KV snapshots.
-    let c = consumer(&s);
+    let mut c = consumer(&s);
     s.sim.pause().unwrap();
-    wait_consumer_equals_truth(&s.sim, &c, Duration::from_secs(20));
-    let counts = c.with_state(|st| st.counts);
+    wait_consumer_equals_truth(&s.sim, &mut c, Duration::from_secs(20));
+    let counts = c.state().counts;
     assert!(counts.kv_snapshots > 0, "{counts:?}");
-    let checks = c.with_state(|st| st.books.checks);
+    let checks = c.state().books.checks;
     assert_eq!(
         (checks.hash_mismatches, checks.malformed),
         (0, 0),
@@ -302,9 +302,10 @@ fn two_shards_cover_the_venue_once_and_a_late_consumer_rebuilds_every_book() {
 #[test]
 fn nats_outage_is_counted_repaired_and_the_consumer_recovers() {
     let mut s = setup(8, 300);
-    let c = consumer(&s);
+    let mut c = consumer(&s);
     s.nats.stop();
     wait_for("engines see NATS down", Duration::from_secs(10), || {
+        c.run_for(Duration::from_millis(20));
         s.engines
             .iter()
             .all(|e| e.nats_stats().is_some_and(|n| !n.connected))
@@ -337,6 +338,7 @@ fn nats_outage_is_counted_repaired_and_the_consumer_recovers() {
     assert_eq!(trusted, s.books as u64, "books kept while NATS is down");
     s.nats.restart();
     wait_for("engines reconnect", Duration::from_secs(20), || {
+        c.run_for(Duration::from_millis(20));
         s.engines
             .iter()
             .all(|e| {
@@ -346,10 +348,11 @@ fn nats_outage_is_counted_repaired_and_the_consumer_recovers() {
             .then_some(())
     });
     wait_for("the consumer sees the gap", Duration::from_secs(20), || {
-        (c.with_state(|st| st.counts.gaps) > 0).then_some(())
+        c.run_for(Duration::from_millis(50));
+        (c.state().counts.gaps > 0).then_some(())
     });
     s.sim.pause().unwrap();
-    wait_consumer_equals_truth(&s.sim, &c, Duration::from_secs(20));
+    wait_consumer_equals_truth(&s.sim, &mut c, Duration::from_secs(20));
     for e in &s.engines {
         assert_eq!(e.health().components.nats, Some(true));
     }

@@ -213,39 +213,40 @@ fn main() -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let consumer = (!args.no_consumer)
+    let mut consumer = (!args.no_consumer)
         .then(|| {
             let mut c = ConsumerConfig::new(&url, "load");
             c.record_latency = true;
             NatsConsumer::start(c)
         })
         .transpose()?;
-    std::thread::sleep(Duration::from_secs(2));
+    let idle = |c: &mut Option<NatsConsumer>, d: Duration| match c {
+        Some(c) => c.run_for(d),
+        None => std::thread::sleep(d),
+    };
+    idle(&mut consumer, Duration::from_secs(2));
     let stat =
         |e: &polypy::engine::EngineHandle| e.stats(Duration::from_secs(5)).unwrap_or_default();
     let st0 = stat(&engine);
     let n0 = engine.nats_stats().unwrap_or_default();
     let f0 = engine.feed_stats().unwrap_or_default();
-    if let Some(c) = &consumer {
-        c.with_state(|s| s.latencies_ns.clear());
+    if let Some(c) = &mut consumer {
+        c.state_mut().latencies_ns.clear();
     }
-    let c0 = consumer
-        .as_ref()
-        .map_or(0, |c| c.with_state(|s| s.counts.messages));
+    let c0 = consumer.as_ref().map_or(0, |c| c.state().counts.messages);
     let w0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(args.secs));
+    idle(&mut consumer, Duration::from_secs(args.secs));
     let secs = w0.elapsed().as_secs_f64();
     let st1 = stat(&engine);
     let n1 = engine.nats_stats().unwrap_or_default();
     let f1 = engine.feed_stats().unwrap_or_default();
-    let (mut lat, c1, gaps) = consumer.as_ref().map_or((Vec::new(), 0, 0), |c| {
-        c.with_state(|s| {
-            (
-                std::mem::take(&mut s.latencies_ns),
-                s.counts.messages,
-                s.counts.gaps,
-            )
-        })
+    let (mut lat, c1, gaps) = consumer.as_mut().map_or((Vec::new(), 0, 0), |c| {
+        let s = c.state_mut();
+        (
+            std::mem::take(&mut s.latencies_ns),
+            s.counts.messages,
+            s.counts.gaps,
+        )
     });
     let msgs = |v: &serde_json::Value| v["integrity"]["messages"].as_u64().unwrap_or(0);
     let drops = |v: &serde_json::Value| v["router"]["messages_dropped"].as_u64().unwrap_or(0);

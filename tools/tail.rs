@@ -95,30 +95,28 @@ fn tail_nats(args: &Args, url: &str) -> anyhow::Result<()> {
         .map(|d| started + Duration::from_secs_f64(d.max(0.0)));
     let every = Duration::from_millis(args.every_ms.max(50));
     let line = |c: &NatsConsumer| {
-        c.with_state(|s| {
-            let n = s.counts;
-            format!(
-                "{} connected={} kv={} out_of_sync={} live_snapshots={} kv_snapshots={} \
-                 stale={} gaps={} recoveries={}",
-                summary(&s.books, n.messages, 0.0, 0),
-                s.connected,
-                s.kv_ready,
-                s.out_of_sync().len(),
-                n.live_snapshots,
-                n.kv_snapshots,
-                n.stale,
-                n.gaps,
-                n.recoveries
-            )
-        })
+        let s = c.state();
+        let n = s.counts;
+        format!(
+            "{} connected={} kv={} out_of_sync={} live_snapshots={} kv_snapshots={} \
+             stale={} gaps={} recoveries={}",
+            summary(&s.books, n.messages, 0.0, 0),
+            s.connected,
+            s.kv_ready,
+            s.out_of_sync().len(),
+            n.live_snapshots,
+            n.kv_snapshots,
+            n.stale,
+            n.gaps,
+            n.recoveries
+        )
     };
     while end.is_none_or(|e| Instant::now() < e) {
-        std::thread::sleep(every);
+        consumer.run_for(every);
         eprint!("\r{}   ", line(&consumer));
     }
     eprintln!("\nfinal: {}", line(&consumer));
-    let c = consumer.with_state(|s| s.books.checks);
-    consumer.stop();
+    let c = consumer.state().books.checks;
     if c.hash_mismatches + c.malformed > 0 {
         bail!("checks failed: {c:?}");
     }

@@ -2,8 +2,8 @@
 //! `<prefix>_books`, the way docs/scaling.md tells any consumer to. Used by
 //! `polypy-tail --nats` and the tests.
 //!
-//! THREAD `nats-consumer` (its own tokio current-thread runtime); the state is behind a
-//! mutex the caller reads ([`NatsConsumer::with_state`]) — a client tool, not the engine.
+//! THREAD: the caller's. [`NatsConsumer::run_for`] drives its own tokio current-thread
+//! runtime for a while; between calls the caller reads the state (no lock, no thread).
 //!
 //! The rule: subscribe to the book subjects first, then read the snapshots (a KV watch: the
 //! latest value of every key, then every refresh). A book starts at its snapshot; live
@@ -13,9 +13,8 @@
 //! sync) lets the buffer be replayed contiguously.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -201,7 +200,13 @@ impl ConsumerState {
             return;
         };
         if self.in_sync(key) {
-            return;
+            // The KV is written after the live message it contains: a newer seq there means
+            // live messages were lost on the way here (a reconnect of this consumer).
+            let behind = self.books.books.get(key).is_some_and(|b| seq > b.seq);
+            if !behind {
+                return;
+            }
+            self.counts.gaps += 1;
         }
         // Useful when the buffer continues from it, or when it is newer than the book.
         let first = self
@@ -251,168 +256,206 @@ impl ConsumerState {
     }
 }
 
-/// A running consumer.
-#[derive(Debug)]
+/// A consumer, driven by its caller: [`run_for`](NatsConsumer::run_for) runs its tokio
+/// current-thread runtime (the NATS connection, the subscription, the KV watch) for a while
+/// on the calling thread; between calls the state is the caller's to read.
 pub struct NatsConsumer {
-    state: Arc<Mutex<ConsumerState>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    runtime: tokio::runtime::Runtime,
+    inner: Inner,
+}
+
+impl std::fmt::Debug for NatsConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConsumer")
+            .field("subject", &self.inner.config.subject())
+            .field("books", &self.inner.state.books.books.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: ConsumerConfig,
+    state: ConsumerState,
+    connected: Arc<AtomicBool>,
+    sub: Option<async_nats::Subscriber>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    store: Option<jetstream::kv::Store>,
+    watch: Option<jetstream::kv::Watch>,
+    setup_due: bool,
+    tick: tokio::time::Interval,
 }
 
 impl NatsConsumer {
-    /// Starts the consumer thread (it connects and reconnects by itself).
+    /// Connects (in the background: it retries and reconnects by itself) and subscribes.
     ///
     /// # Errors
-    /// The OS refused the thread or the runtime.
+    /// The runtime could not be built, or the URL is unusable.
     pub fn start(config: ConsumerConfig) -> std::io::Result<NatsConsumer> {
-        let state = Arc::new(Mutex::new(ConsumerState {
-            max_buffered: config.max_buffered,
-            record_latency: config.record_latency,
-            ..ConsumerState::default()
-        }));
-        let stop = Arc::new(AtomicBool::new(false));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (s, st) = (Arc::clone(&state), Arc::clone(&stop));
-        let thread = std::thread::Builder::new()
-            .name("nats-consumer".into())
-            .spawn(move || runtime.block_on(run(config, s, st)))?;
+        let connected = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&connected);
+        let options = async_nats::ConnectOptions::new()
+            .name("polypy-consumer")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .subscription_capacity(1 << 18)
+            .request_timeout(Some(Duration::from_secs(2)))
+            .reconnect_delay_callback(|n| Duration::from_millis((50u64 << n.min(4)).min(500)))
+            .event_callback(move |e| {
+                match e {
+                    async_nats::Event::Connected => flag.store(true, Ordering::Release),
+                    async_nats::Event::Disconnected => flag.store(false, Ordering::Release),
+                    _ => {}
+                }
+                async {}
+            });
+        let subject = config.subject();
+        let (client, sub) = runtime.block_on(async {
+            let client = options
+                .connect(config.url.as_str())
+                .await
+                .map_err(std::io::Error::other)?;
+            let sub = client.subscribe(subject).await.ok();
+            Ok::<_, std::io::Error>((client, sub))
+        })?;
+        let tick = runtime.block_on(async { tokio::time::interval(Duration::from_millis(250)) });
+        let state = ConsumerState {
+            max_buffered: config.max_buffered,
+            record_latency: config.record_latency,
+            ..ConsumerState::default()
+        };
+        let js = {
+            let _in_runtime = runtime.enter();
+            jetstream::new(client.clone())
+        };
         Ok(NatsConsumer {
-            state,
-            stop,
-            thread: Some(thread),
+            runtime,
+            inner: Inner {
+                config,
+                state,
+                connected,
+                sub,
+                js,
+                client,
+                store: None,
+                watch: None,
+                setup_due: true,
+                tick,
+            },
         })
     }
 
-    /// Reads the state.
-    pub fn with_state<R>(&self, f: impl FnOnce(&mut ConsumerState) -> R) -> R {
-        let mut g = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut g)
+    /// Receives and applies for `d`.
+    pub fn run_for(&mut self, d: Duration) {
+        let inner = &mut self.inner;
+        self.runtime.block_on(async {
+            let _ = tokio::time::timeout(d, inner.run()).await;
+        });
+        inner.state.connected = inner.connected.load(Ordering::Acquire);
     }
 
-    /// Stops the thread.
-    pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// The books and counters as of the last [`run_for`](Self::run_for).
+    pub fn state(&self) -> &ConsumerState {
+        &self.inner.state
+    }
+
+    /// The same, to take recorded latencies out.
+    pub fn state_mut(&mut self) -> &mut ConsumerState {
+        &mut self.inner.state
     }
 }
 
 impl Drop for NatsConsumer {
     fn drop(&mut self) {
-        self.stop();
+        // Dropping a subscription or a watch spawns its unsubscribe on the runtime.
+        let _in_runtime = self.runtime.enter();
+        self.inner.sub = None;
+        self.inner.watch = None;
+        self.inner.store = None;
     }
 }
 
-fn lock(state: &Mutex<ConsumerState>) -> std::sync::MutexGuard<'_, ConsumerState> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn parse_kv(state: &Mutex<ConsumerState>, config: &ConsumerConfig, key: &str, value: &[u8]) {
-    match serde_json::from_slice::<Value>(value) {
-        Ok(v) => {
-            if let Filter::Market(c) = &config.filter {
-                if v["market"].as_str() != Some(c.as_str()) {
-                    return;
+impl Inner {
+    fn parse_kv(&mut self, key: &str, value: &[u8]) {
+        match serde_json::from_slice::<Value>(value) {
+            Ok(v) => {
+                if let Filter::Market(c) = &self.config.filter {
+                    if v["market"].as_str() != Some(c.as_str()) {
+                        return;
+                    }
                 }
+                self.state.on_kv(key, Some(v));
             }
-            lock(state).on_kv(key, Some(v));
+            Err(_) => self.state.counts.unparsable += 1,
         }
-        Err(_) => lock(state).counts.unparsable += 1,
     }
-}
 
-async fn run(config: ConsumerConfig, state: Arc<Mutex<ConsumerState>>, stop: Arc<AtomicBool>) {
-    let events = Arc::clone(&state);
-    let options = async_nats::ConnectOptions::new()
-        .name("polypy-consumer")
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .subscription_capacity(1 << 18)
-        .request_timeout(Some(Duration::from_secs(2)))
-        .reconnect_delay_callback(|n| Duration::from_millis((50u64 << n.min(4)).min(500)))
-        .event_callback(move |e| {
-            match e {
-                async_nats::Event::Connected => lock(&events).connected = true,
-                async_nats::Event::Disconnected => lock(&events).connected = false,
-                _ => {}
-            }
-            async {}
-        });
-    let Ok(client) = options.connect(config.url.as_str()).await else {
-        log::error!("NATS consumer: unusable url {}", config.url);
-        return;
-    };
-    let mut sub = loop {
-        match client.subscribe(config.subject()).await {
-            Ok(s) => break s,
-            Err(_) if !stop.load(Ordering::Acquire) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(_) => return,
+    /// The bucket and its watch, (re)made at start and at most every tick after.
+    async fn setup(&mut self) {
+        if !std::mem::take(&mut self.setup_due) || self.watch.is_some() {
+            return;
         }
-    };
-    let js = jetstream::new(client.clone());
-    let bucket = format!("{}_books", config.prefix);
-    let mut store: Option<jetstream::kv::Store> = None;
-    let mut watch: Option<jetstream::kv::Watch> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    while !stop.load(Ordering::Acquire) {
-        if store.is_none() {
-            if let Ok(s) = js.get_key_value(bucket.as_str()).await {
-                store = Some(s);
+        if self.sub.is_none() {
+            self.sub = self.client.subscribe(self.config.subject()).await.ok();
+        }
+        if self.store.is_none() {
+            let bucket = format!("{}_books", self.config.prefix);
+            self.store = self.js.get_key_value(bucket).await.ok();
+        }
+        if let Some(s) = &self.store {
+            let w = match &self.config.filter {
+                Filter::Token(t) => s.watch(t.as_str()).await,
+                _ => s.watch_all().await,
+            };
+            if let Ok(w) = w {
+                self.watch = Some(w);
+                self.state.kv_ready = true;
             }
         }
-        if watch.is_none() {
-            if let Some(s) = &store {
-                let w = match &config.filter {
-                    Filter::Token(t) => s.watch(t.as_str()).await,
-                    _ => s.watch_all().await,
-                };
-                if let Ok(w) = w {
-                    watch = Some(w);
-                    lock(&state).kv_ready = true;
-                }
-            }
-        }
-        tokio::select! {
-            m = sub.next() => {
-                let Some(m) = m else { break };
-                match serde_json::from_slice::<Value>(&m.payload) {
-                    Ok(v) => lock(&state).on_live(v),
-                    Err(_) => lock(&state).counts.unparsable += 1,
-                }
-            }
-            e = async {
-                match &mut watch {
-                    Some(w) => w.next().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                match e {
+    }
+
+    /// Never returns: [`NatsConsumer::run_for`] bounds it.
+    async fn run(&mut self) {
+        loop {
+            self.setup().await;
+            tokio::select! {
+                m = async {
+                    match &mut self.sub {
+                        Some(s) => s.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => match m {
+                    Some(m) => match serde_json::from_slice::<Value>(&m.payload) {
+                        Ok(v) => self.state.on_live(v),
+                        Err(_) => self.state.counts.unparsable += 1,
+                    },
+                    None => self.sub = None,
+                },
+                e = async {
+                    match &mut self.watch {
+                        Some(w) => w.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => match e {
                     Some(Ok(entry)) => match entry.operation {
-                        jetstream::kv::Operation::Put => {
-                            parse_kv(&state, &config, &entry.key, &entry.value);
-                        }
-                        _ => lock(&state).on_kv(&entry.key, None),
+                        jetstream::kv::Operation::Put => self.parse_kv(&entry.key, &entry.value),
+                        _ => self.state.on_kv(&entry.key, None),
                     },
                     // The watch ended or failed (server restart): watched again.
-                    _ => watch = None,
-                }
-            }
-            _ = tick.tick() => {
-                let Some(s) = &store else { continue };
-                let missing = lock(&state).out_of_sync();
-                for key in missing.into_iter().take(256) {
-                    if let Ok(Some(value)) = s.get(key.as_str()).await {
-                        parse_kv(&state, &config, &key, &value);
+                    _ => self.watch = None,
+                },
+                _ = self.tick.tick() => {
+                    self.setup_due = true;
+                    self.state.connected = self.connected.load(Ordering::Acquire);
+                    let Some(s) = self.store.clone() else { continue };
+                    let missing = self.state.out_of_sync();
+                    for key in missing.into_iter().take(256) {
+                        if let Ok(Some(value)) = s.get(key.as_str()).await {
+                            self.parse_kv(&key, &value);
+                        }
                     }
                 }
             }

@@ -123,8 +123,8 @@ pub struct NatsStats {
     /// The KV bucket exists and is used.
     pub kv_ready: AtomicBool,
     connects: AtomicU64,
-    kv_failed: std::sync::Mutex<Vec<Box<str>>>,
-    kv_failed_any: AtomicBool,
+    /// Bumped at every failed KV write: the stream thread then rewrites every entry.
+    kv_failures: AtomicU64,
 }
 
 /// A point-in-time copy of [`NatsStats`].
@@ -181,22 +181,14 @@ impl NatsStats {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Keys whose KV write failed since the last call (written again by the stream thread).
-    pub fn take_kv_failed(&self) -> Vec<Box<str>> {
-        if !self.kv_failed_any.swap(false, Ordering::AcqRel) {
-            return Vec::new();
-        }
-        self.kv_failed
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+    /// A counter that changes whenever a KV write failed (the stream thread then marks every
+    /// entry stale: failures are rare, and which key failed does not matter then).
+    pub fn kv_failures(&self) -> u64 {
+        self.kv_failures.load(Ordering::Acquire)
     }
 
-    fn kv_failed(&self, key: Box<str>) {
-        if let Ok(mut v) = self.kv_failed.lock() {
-            v.push(key);
-        }
-        self.kv_failed_any.store(true, Ordering::Release);
+    fn kv_failed(&self) {
+        self.kv_failures.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -295,7 +287,7 @@ impl NatsHandle {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
-            return Err(NatsError::Prefix(config.prefix.clone()));
+            return Err(NatsError::Prefix(config.prefix));
         }
         let (tx, rx) = tokio::sync::mpsc::channel(config.channel_capacity.max(16));
         let stats = Arc::new(NatsStats::default());

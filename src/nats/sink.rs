@@ -99,9 +99,8 @@ pub(super) async fn run(config: NatsConfig, mut rx: Receiver<Out>, stats: Arc<Na
                         // Cannot happen while the stream thread keeps to the window.
                         stats.kv_inflight.fetch_sub(1, Ordering::Relaxed);
                         stats.kv_errors.fetch_add(1, Ordering::Relaxed);
-                        if let Out::KvPut { key, .. } = e.into_inner() {
-                            stats.kv_failed(key);
-                        }
+                        drop(e);
+                        stats.kv_failed();
                     }
                 }
             }
@@ -202,7 +201,7 @@ async fn kv_loop(
                     }
                     Err(_) => {
                         stats.kv_errors.fetch_add(1, Ordering::Relaxed);
-                        stats.kv_failed(key);
+                        stats.kv_failed();
                     }
                 },
                 Out::KvDelete { key } => match store.delete(&*key).await {

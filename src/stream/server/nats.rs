@@ -41,6 +41,7 @@ pub(in crate::stream) struct NatsTap {
     live: bool,
     sweep: VecDeque<AssetId>,
     kv_due: Vec<AssetId>,
+    kv_failures: u64,
 }
 
 impl std::fmt::Debug for NatsTap {
@@ -62,6 +63,7 @@ impl NatsTap {
             live: false,
             sweep: VecDeque::new(),
             kv_due: Vec::new(),
+            kv_failures: 0,
         }
     }
 
@@ -326,10 +328,12 @@ impl Server {
                 }
             }
         }
-        for key in stats.take_kv_failed() {
-            if let Some(&a) = self.by_token.get(&key) {
-                if let Some(n) = &mut self.nats {
-                    n.kv_stale(a);
+        let failures = stats.kv_failures();
+        if failures != n.kv_failures {
+            n.kv_failures = failures;
+            for i in 0..n.assets.len() {
+                if n.assets[i].is_some() {
+                    n.kv_stale(AssetId(i as u32));
                 }
             }
         }
