@@ -48,6 +48,64 @@ struct Args {
     /// No consumer (publish side only).
     #[arg(long)]
     no_consumer: bool,
+    /// A plain subscriber that only reads each delta's `recv_ns` (transport latency) instead
+    /// of the book-rebuilding consumer.
+    #[arg(long)]
+    plain_consumer: bool,
+}
+
+/// A plain subscriber on `load.book.>` on its own thread: counts messages and keeps the
+/// wire → here latency of each delta while `measuring`.
+fn plain_consumer(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    measuring: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<(Vec<u64>, u64)>> {
+    use futures_util::StreamExt as _;
+    use std::sync::atomic::Ordering;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(std::thread::spawn(move || {
+        rt.block_on(async move {
+            let (mut lat, mut n) = (Vec::new(), 0u64);
+            let Ok(client) = async_nats::ConnectOptions::new()
+                .subscription_capacity(1 << 18)
+                .connect(url.as_str())
+                .await
+            else {
+                return (lat, n);
+            };
+            let Ok(mut sub) = client.subscribe("load.book.>").await else {
+                return (lat, n);
+            };
+            let finder = memchr::memmem::Finder::new(b"\"recv_ns\":");
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(m)) =
+                    tokio::time::timeout(Duration::from_millis(100), sub.next()).await
+                else {
+                    continue;
+                };
+                let now = polypy::worker::now_ns();
+                if !measuring.load(Ordering::Relaxed) {
+                    continue;
+                }
+                n += 1;
+                let p = &m.payload[..];
+                if !p.starts_with(b"{\"type\":\"delta\"") {
+                    continue;
+                }
+                if let Some(i) = finder.find(p) {
+                    let digits = p[i + 10..].iter().take_while(|b| b.is_ascii_digit());
+                    let r = digits.fold(0u64, |a, &b| a * 10 + u64::from(b - b'0'));
+                    if r > 0 {
+                        lat.push(now.saturating_sub(r));
+                    }
+                }
+            }
+            (lat, n)
+        })
+    }))
 }
 
 struct Server(Option<Child>, std::path::PathBuf);
@@ -213,7 +271,13 @@ fn main() -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut consumer = (!args.no_consumer)
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let measuring = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let plain = args
+        .plain_consumer
+        .then(|| plain_consumer(url.clone(), stop.clone(), measuring.clone()))
+        .transpose()?;
+    let mut consumer = (!args.no_consumer && !args.plain_consumer)
         .then(|| {
             let mut c = ConsumerConfig::new(&url, "load");
             c.record_latency = true;
@@ -235,12 +299,14 @@ fn main() -> anyhow::Result<()> {
     }
     let c0 = consumer.as_ref().map_or(0, |c| c.state().counts.messages);
     let w0 = Instant::now();
+    measuring.store(true, std::sync::atomic::Ordering::Relaxed);
     idle(&mut consumer, Duration::from_secs(args.secs));
+    measuring.store(false, std::sync::atomic::Ordering::Relaxed);
     let secs = w0.elapsed().as_secs_f64();
     let st1 = stat(&engine);
     let n1 = engine.nats_stats().unwrap_or_default();
     let f1 = engine.feed_stats().unwrap_or_default();
-    let (mut lat, c1, gaps) = consumer.as_mut().map_or((Vec::new(), 0, 0), |c| {
+    let (lat, c1, gaps) = consumer.as_mut().map_or((Vec::new(), 0, 0), |c| {
         let s = c.state_mut();
         (
             std::mem::take(&mut s.latencies_ns),
@@ -248,6 +314,11 @@ fn main() -> anyhow::Result<()> {
             s.counts.gaps,
         )
     });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut lat, c1, c0) = match plain.map(std::thread::JoinHandle::join) {
+        Some(Ok((l, n))) => (l, n, 0),
+        _ => (lat, c1, c0),
+    };
     let msgs = |v: &serde_json::Value| v["integrity"]["messages"].as_u64().unwrap_or(0);
     let drops = |v: &serde_json::Value| v["router"]["messages_dropped"].as_u64().unwrap_or(0);
     let report = serde_json::json!({
@@ -262,6 +333,7 @@ fn main() -> anyhow::Result<()> {
         "nats_published_per_s": (n1.published - n0.published) as f64 / secs,
         "nats_dropped": n1.dropped - n0.dropped,
         "nats_dropped_full": n1.dropped_full - n0.dropped_full,
+        "consumer": if args.plain_consumer { "plain" } else { "books" },
         "consumer_msgs_per_s": (c1 - c0) as f64 / secs,
         "consumer_gaps": gaps,
         "wire_to_consumer_us": {
