@@ -80,6 +80,20 @@ pub struct Cli {
     /// Most stream clients at once; more are refused (counted in /stats `stream.refused`).
     #[arg(long, env = "POLYPY_STREAM_MAX_CLIENTS", default_value_t = 1000)]
     pub stream_max_clients: usize,
+    /// Publish the feed to NATS JetStream at this URL (`nats://HOST:PORT`; docs/scaling.md).
+    /// Works with --no-stream too (the feed is then mirrored for NATS only).
+    #[arg(long, env = "POLYPY_NATS_URL", value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// Subject prefix on NATS (`<prefix>.book.…`; KV bucket `<prefix>_books`).
+    #[arg(long, env = "POLYPY_NATS_PREFIX", default_value = crate::nats::DEFAULT_PREFIX)]
+    pub nats_prefix: String,
+    /// Least milliseconds between two KV snapshot refreshes of one changed book.
+    #[arg(long, env = "POLYPY_NATS_SNAPSHOT_MS", default_value_t = 1000)]
+    pub nats_snapshot_ms: u64,
+    /// Follow only the markets of shard I of N (`I/N`, e.g. `0/2`; a stable hash of the
+    /// condition id, see docs/scaling.md).
+    #[arg(long, env = "POLYPY_SHARD", value_name = "I/N")]
+    pub shard: Option<crate::shard::Shard>,
     /// Seconds between Gamma discovery scans.
     #[arg(long, env = "POLYPY_DISCOVERY_INTERVAL", default_value_t = 60)]
     pub discovery_interval: u64,
@@ -245,6 +259,7 @@ impl Cli {
             allow: AllowList {
                 assets: self.assets.clone(),
                 markets: self.markets.clone(),
+                shard: self.shard,
             },
             record: self.record.clone(),
             record_rotate: self.record_rotate,
@@ -268,6 +283,12 @@ impl Cli {
             port: self.stream_port,
             max_clients: self.stream_max_clients,
             ..crate::stream::StreamConfig::default()
+        });
+        c.nats = self.nats_url.as_ref().map(|url| crate::nats::NatsConfig {
+            url: url.clone(),
+            prefix: self.nats_prefix.clone(),
+            snapshot_every: Duration::from_millis(self.nats_snapshot_ms.max(1)),
+            ..crate::nats::NatsConfig::default()
         });
         c
     }
@@ -294,6 +315,11 @@ mod tests {
             "--assets-per-connection",
             "100",
             "--no-http",
+            "--shard",
+            "1/2",
+            "--nats-url",
+            "nats://127.0.0.1:4222",
+            "--no-stream",
         ])
         .unwrap();
         let c = cli.engine_config();
@@ -303,6 +329,12 @@ mod tests {
         assert_eq!(c.check, CheckMode::Settled);
         assert_eq!(c.pool.target_per_connection, 100);
         assert!(cli.no_http);
+        assert_eq!(c.allow.shard.map(|s| s.to_string()).as_deref(), Some("1/2"));
+        assert_eq!(
+            c.nats.as_ref().map(|n| n.bucket()).as_deref(),
+            Some("polypy_books")
+        );
+        assert!(c.stream.is_none());
         c.validate().unwrap();
     }
 }

@@ -37,12 +37,19 @@ pub struct AllowList {
     pub assets: Vec<String>,
     /// Condition ids (`--market`).
     pub markets: Vec<String>,
+    /// `--shard I/N`: only markets of this shard (`crate::shard`), within the lists above.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl AllowList {
     /// True when nothing is listed (follow every market).
     pub fn is_empty(&self) -> bool {
-        self.assets.is_empty() && self.markets.is_empty()
+        self.assets.is_empty() && self.markets.is_empty() && self.shard.is_none()
+    }
+
+    /// True when the market's shard (if any) is this instance's.
+    pub fn in_shard(&self, condition: &str) -> bool {
+        self.shard.is_none_or(|s| s.owns(condition))
     }
 }
 
@@ -99,6 +106,9 @@ pub struct EngineConfig {
     pub ring_capacity: usize,
     /// The stream server (`src/stream/`, docs/stream-api.md); `None`: no feed, no stream.
     pub stream: Option<crate::stream::StreamConfig>,
+    /// Publish the feed to NATS JetStream (`src/nats/`, docs/scaling.md); with `stream`
+    /// `None` the stream thread runs without a listener.
+    pub nats: Option<crate::nats::NatsConfig>,
 }
 
 impl Default for EngineConfig {
@@ -134,6 +144,7 @@ impl Default for EngineConfig {
             replay: None,
             ring_capacity: 1 << 16,
             stream: None,
+            nats: None,
         }
     }
 }

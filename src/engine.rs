@@ -46,6 +46,9 @@ pub enum EngineError {
     /// The stream server could not bind.
     #[error(transparent)]
     Stream(#[from] crate::stream::StreamError),
+    /// The NATS publisher could not start.
+    #[error(transparent)]
+    Nats(#[from] crate::nats::NatsError),
     /// The OS refused a resource (thread, poll, file).
     #[error("{what}: {source}")]
     Os {
@@ -182,8 +185,23 @@ impl Engine {
         };
         // The stream server is bound before the workers start: their feed publishers wake it.
         let mut stream_parts = None;
-        if let Some(sc) = &config.stream {
-            let server = crate::stream::StreamServer::bind(sc.clone())?;
+        let mut nats = config
+            .nats
+            .clone()
+            .map(crate::nats::NatsHandle::start)
+            .transpose()?;
+        // NATS without the WebSocket stream: the stream thread still mirrors the feed.
+        let stream_config = config.stream.clone().or_else(|| {
+            nats.as_ref().map(|_| crate::stream::StreamConfig {
+                listen: false,
+                ..crate::stream::StreamConfig::default()
+            })
+        });
+        if let Some(sc) = &stream_config {
+            let mut server = crate::stream::StreamServer::bind(sc.clone())?;
+            if let Some(sink) = nats.as_mut().and_then(crate::nats::NatsHandle::take_sink) {
+                server = server.with_nats(sink);
+            }
             let (feed, wrapped, consumers) =
                 crate::feed::Feed::new(config.workers, sc.feed_capacity, factory, server.wake());
             factory = wrapped;
@@ -327,6 +345,8 @@ impl Engine {
             stream,
             feed,
             replay,
+            nats,
+            shard: config.allow.shard,
         };
 
         // 5. Discovery.
@@ -392,6 +412,8 @@ pub struct EngineHandle {
     stream: Option<crate::stream::StreamHandle>,
     feed: Option<crate::feed::Feed>,
     replay: Option<Replay>,
+    nats: Option<crate::nats::NatsHandle>,
+    shard: Option<crate::shard::Shard>,
 }
 
 /// `--replay`: the feeder thread and its progress.
@@ -633,6 +655,9 @@ impl EngineHandle {
         ) {
             l.extend(counts);
         }
+        if let Some(l) = lifecycle.as_object_mut() {
+            l.insert("shard".into(), self.shard.map(|s| s.to_string()).into());
+        }
         serde_json::json!({
             "running": self.shared.running.load(Ordering::Acquire),
             "uptime_seconds": self.uptime().as_secs_f64(),
@@ -648,13 +673,30 @@ impl EngineHandle {
             "recycler": snap.recycler,
             "integrity": integrity,
             "stream": self.stream_json(),
+            "nats": self.nats.as_ref().map_or(serde_json::json!({"enabled": false}), |n| {
+                crate::nats::stats_json(n)
+            }),
+            "shard": self.shard.map(|s| s.to_string()),
             "snapshot_age_seconds": snap_age,
         })
     }
 
-    /// The stream server's bound port, when it runs.
+    /// The stream server's bound port, when it runs with a listener.
     pub fn stream_port(&self) -> Option<u16> {
-        self.stream.as_ref().map(crate::stream::StreamHandle::port)
+        self.stream
+            .as_ref()
+            .filter(|s| s.is_listening())
+            .map(crate::stream::StreamHandle::port)
+    }
+
+    /// The NATS publisher's counters, when `--nats-url` is given.
+    pub fn nats_stats(&self) -> Option<crate::nats::NatsStatsSnapshot> {
+        self.nats.as_ref().map(|n| n.stats().snapshot())
+    }
+
+    /// `--shard I/N`, when given.
+    pub fn shard(&self) -> Option<crate::shard::Shard> {
+        self.shard
     }
 
     /// The stream server's counters, when it runs.
@@ -708,6 +750,8 @@ impl EngineHandle {
                 .discovery_stats()
                 .is_none_or(|d| d.running.load(Ordering::Relaxed)),
             recycler: running,
+            // Informational: NATS down is degraded service, not an unhealthy engine.
+            nats: self.nats_stats().map(|n| n.connected),
         };
         // As the seeds: healthy when running and every worker is healthy; a pool without
         // connections is reported but does not fail health (start-up grace).
@@ -780,6 +824,9 @@ impl EngineHandle {
         }
         if let Some(mut s) = self.stream.take() {
             s.stop();
+        }
+        if let Some(mut n) = self.nats.take() {
+            n.stop();
         }
         if let Some((tx, t)) = self.recorder.take() {
             drop(tx);

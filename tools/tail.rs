@@ -5,6 +5,8 @@
 //! that each book's `seq` rises by one after its snapshot and that every hash the server
 //! gives equals the rebuilt book's venue hash. Prints a one-line live summary, or every
 //! message as a JSON line with `--json`. Exits 1 when a check failed (with `--duration`).
+//! With `--nats nats://…` it rebuilds the books from NATS instead (`polypy::nats::consumer`:
+//! KV snapshots for a late join, seq continuity, gaps repaired through snapshots).
 
 use std::io::Write as _;
 use std::net::TcpStream;
@@ -66,6 +68,59 @@ struct Args {
     /// Refresh interval of the summary line, ms.
     #[arg(long, default_value_t = 1000)]
     every_ms: u64,
+    /// Read the books from NATS instead of the stream (`nats://HOST:PORT`): the book
+    /// subjects of --asset (the first), --market (the first) or all, joining late through
+    /// the KV snapshots (docs/scaling.md). Book channel and summary only.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// With --nats: the publisher's --nats-prefix.
+    #[arg(long, default_value = polypy::nats::DEFAULT_PREFIX)]
+    nats_prefix: String,
+}
+
+/// `--nats`: rebuild the books from NATS, print the summary, exit 1 on a failed check.
+fn tail_nats(args: &Args, url: &str) -> anyhow::Result<()> {
+    use polypy::nats::consumer::{ConsumerConfig, Filter, NatsConsumer};
+    let mut config = ConsumerConfig::new(url, &args.nats_prefix);
+    config.filter = match (args.assets.first(), args.markets.first()) {
+        (Some(a), _) => Filter::Token(a.clone()),
+        (None, Some(m)) => Filter::Market(m.clone()),
+        (None, None) => Filter::All,
+    };
+    eprintln!("following {} on {url}", config.subject());
+    let mut consumer = NatsConsumer::start(config)?;
+    let started = Instant::now();
+    let end = args
+        .duration
+        .map(|d| started + Duration::from_secs_f64(d.max(0.0)));
+    let every = Duration::from_millis(args.every_ms.max(50));
+    let line = |c: &NatsConsumer| {
+        let s = c.state();
+        let n = s.counts;
+        format!(
+            "{} connected={} kv={} out_of_sync={} live_snapshots={} kv_snapshots={} \
+             stale={} gaps={} recoveries={}",
+            summary(&s.books, n.messages, 0.0, 0),
+            s.connected,
+            s.kv_ready,
+            s.out_of_sync().len(),
+            n.live_snapshots,
+            n.kv_snapshots,
+            n.stale,
+            n.gaps,
+            n.recoveries
+        )
+    };
+    while end.is_none_or(|e| Instant::now() < e) {
+        consumer.run_for(every);
+        eprint!("\r{}   ", line(&consumer));
+    }
+    eprintln!("\nfinal: {}", line(&consumer));
+    let c = consumer.state().books.checks;
+    if c.hash_mismatches + c.malformed > 0 {
+        bail!("checks failed: {c:?}");
+    }
+    Ok(())
 }
 
 fn connect(url: &str) -> anyhow::Result<WebSocket<TcpStream>> {
@@ -127,6 +182,9 @@ fn summary(books: &ClientBooks, msgs: u64, rate: f64, newest_ts: u64) -> String 
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(url) = args.nats.clone() {
+        return tail_nats(&args, &url);
+    }
     let mut ws = connect(&args.url)?;
     ws.send(Message::text(request(&args)))?;
     let mut books = ClientBooks::new();

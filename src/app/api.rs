@@ -128,7 +128,14 @@ impl ApiSource for EngineApi {
             .engine
             .markets()
             .ok_or("the event loop has not published its markets yet")?;
-        serde_json::to_value(&m.value).map_err(|e| e.to_string())
+        let mut v = serde_json::to_value(&m.value).map_err(|e| e.to_string())?;
+        // `--shard I/N`: every market says which shard it is followed in.
+        if let (Some(shard), Some(list)) = (self.engine.shard(), v.as_array_mut()) {
+            for m in list.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+                m.insert("shard".into(), shard.to_string().into());
+            }
+        }
+        Ok(v)
     }
 
     fn book(&self, asset_id: &str, depth: usize) -> Result<Option<BookAnswer>, String> {

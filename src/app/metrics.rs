@@ -53,6 +53,7 @@ pub struct MetricsData {
         crate::stream::StreamStatsSnapshot,
         crate::feed::FeedStatsSnapshot,
     )>,
+    nats: Option<crate::nats::NatsStatsSnapshot>,
 }
 
 impl MetricsData {
@@ -68,6 +69,7 @@ impl MetricsData {
             latency: engine.latency_cumulative(LATENCY_BOUNDS_NS),
             discovery: engine.discovery_stats().map(|d| d.to_json()),
             stream: engine.stream_stats().zip(engine.feed_stats()),
+            nats: engine.nats_stats(),
         })
     }
 
@@ -485,6 +487,9 @@ impl Collector for MetricsData {
         if let Some((st, feed)) = &self.stream {
             stream_metrics(e, st, feed)?;
         }
+        if let Some(n) = &self.nats {
+            nats_metrics(e, n)?;
+        }
         Ok(())
     }
 }
@@ -591,6 +596,58 @@ fn stream_metrics(
             "Wake-ups of the stream thread by the book workers",
             f.wakes,
         ),
+    ] {
+        counter(e, name, help, v)?;
+    }
+    Ok(())
+}
+
+/// `polypy_nats_*`: the NATS publisher.
+fn nats_metrics(e: &mut DescriptorEncoder, n: &crate::nats::NatsStatsSnapshot) -> Fmt {
+    gauge(
+        e,
+        "nats_connected",
+        "1 while connected to NATS",
+        f64::from(u8::from(n.connected)),
+    )?;
+    gauge(
+        e,
+        "nats_kv_inflight",
+        "KV writes queued or in flight",
+        n.kv_inflight as f64,
+    )?;
+    for (name, help, v) in [
+        ("nats_published", "Messages published to NATS", n.published),
+        ("nats_snapshots", "Snapshots published to NATS", n.snapshots),
+        (
+            "nats_dropped",
+            "Messages not published (every cause)",
+            n.dropped,
+        ),
+        (
+            "nats_dropped_full",
+            "Messages dropped: channel to the publisher full",
+            n.dropped_full,
+        ),
+        (
+            "nats_dropped_down",
+            "Messages dropped: NATS down or message older than a gap",
+            n.dropped_down,
+        ),
+        (
+            "nats_dropped_failed",
+            "Messages the NATS client refused",
+            n.dropped_failed,
+        ),
+        ("nats_reconnects", "Reconnections to NATS", n.reconnects),
+        (
+            "nats_disconnects",
+            "Connections to NATS lost",
+            n.disconnects,
+        ),
+        ("nats_kv_puts", "KV snapshots written", n.kv_puts),
+        ("nats_kv_deletes", "KV entries deleted", n.kv_deletes),
+        ("nats_kv_errors", "KV writes that failed", n.kv_errors),
     ] {
         counter(e, name, help, v)?;
     }

@@ -44,7 +44,10 @@ pub struct Changes {
 }
 
 fn allowed(m: &GammaMarket, allow: &AllowList) -> bool {
-    allow.is_empty()
+    if !allow.in_shard(&m.condition_id) {
+        return false;
+    }
+    (allow.assets.is_empty() && allow.markets.is_empty())
         || allow.markets.contains(&m.condition_id)
         || m.tokens
             .iter()
@@ -144,6 +147,7 @@ mod tests {
         let allow = AllowList {
             assets: vec!["b-n".into()],
             markets: vec!["c".into()],
+            shard: None,
         };
         let c = diff(
             &mut known,

@@ -175,6 +175,8 @@ impl EventLoop {
     /// With an allow-list, only listed markets are followed.
     pub(super) fn allowed(&self, condition: &str) -> bool {
         let allow = &self.config.allow;
-        allow.is_empty() || allow.markets.iter().any(|m| m == condition)
+        allow.in_shard(condition)
+            && ((allow.assets.is_empty() && allow.markets.is_empty())
+                || allow.markets.iter().any(|m| m == condition))
     }
 }

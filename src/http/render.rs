@@ -35,6 +35,11 @@ pub struct Components {
     pub lifecycle: bool,
     /// The recycler is running.
     pub recycler: bool,
+    /// `--nats-url`: connected to NATS (false = degraded: the books are kept and served, the
+    /// NATS consumers get snapshots once it is back); absent without NATS. Never makes the
+    /// engine unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<bool>,
 }
 
 /// A book as the engine answers it (input to [`orderbook_json`]).

@@ -15,6 +15,7 @@
 //! | file | what |
 //! |---|---|
 //! | `server.rs` | the loop: accept, read requests, drain the feed, fan out, timers, writes |
+//! | `server/nats.rs` | the same messages for the NATS publisher (`crate::nats`) |
 //! | `client.rs` | one client: socket, bounded output queue, subscriptions |
 //! | `protocol.rs` | requests (serde), messages (hand-written JSON), frames |
 //!
@@ -71,6 +72,9 @@ pub struct StreamConfig {
     /// SO_SNDBUF of client sockets (`None`: the OS default); bounds the kernel's share of a
     /// slow client's backlog.
     pub send_buffer_bytes: Option<usize>,
+    /// Bind the WebSocket listener (false: the thread only mirrors the feed for NATS,
+    /// `--no-stream` with `--nats-url`).
+    pub listen: bool,
 }
 
 impl Default for StreamConfig {
@@ -91,6 +95,7 @@ impl Default for StreamConfig {
             delta_hash_every: Duration::from_millis(250),
             send_buffer_bytes: None,
             max_all_subscribers: 100,
+            listen: true,
         }
     }
 }
@@ -199,7 +204,8 @@ pub enum StreamError {
 #[derive(Debug)]
 pub struct StreamServer {
     poll: Poll,
-    listener: mio::net::TcpListener,
+    listener: Option<mio::net::TcpListener>,
+    nats: Option<crate::nats::NatsSink>,
     wake: Arc<FeedWake>,
     waker: Arc<Waker>,
     config: StreamConfig,
@@ -213,20 +219,25 @@ impl StreamServer {
     /// [`StreamError`] naming the step.
     pub fn bind(config: StreamConfig) -> Result<StreamServer, StreamError> {
         use std::net::ToSocketAddrs;
-        let text = format!("{}:{}", config.host, config.port);
-        let addr = text
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| StreamError::Address(text.clone()))?;
         let io = |what| move |source| StreamError::Io { what, source };
         let poll = Poll::new().map_err(io("poll"))?;
         let waker = Arc::new(Waker::new(poll.registry(), server::WAKER).map_err(io("waker"))?);
-        let mut listener = mio::net::TcpListener::bind(addr).map_err(io("bind"))?;
-        poll.registry()
-            .register(&mut listener, server::LISTENER, mio::Interest::READABLE)
-            .map_err(io("register"))?;
-        let addr = listener.local_addr().map_err(io("local address"))?;
+        let (listener, addr) = if config.listen {
+            let text = format!("{}:{}", config.host, config.port);
+            let addr = text
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| StreamError::Address(text.clone()))?;
+            let mut listener = mio::net::TcpListener::bind(addr).map_err(io("bind"))?;
+            poll.registry()
+                .register(&mut listener, server::LISTENER, mio::Interest::READABLE)
+                .map_err(io("register"))?;
+            let addr = listener.local_addr().map_err(io("local address"))?;
+            (Some(listener), addr)
+        } else {
+            (None, SocketAddr::from(([0, 0, 0, 0], 0)))
+        };
         let w = Arc::clone(&waker);
         let wake = Arc::new(FeedWake::new(Box::new(move || {
             // A failed wake means the poll is gone (shutdown).
@@ -235,6 +246,7 @@ impl StreamServer {
         Ok(StreamServer {
             poll,
             listener,
+            nats: None,
             wake,
             waker,
             config,
@@ -252,6 +264,12 @@ impl StreamServer {
         self.addr
     }
 
+    /// Also hands every message to the NATS publisher (`crate::nats`).
+    pub fn with_nats(mut self, sink: crate::nats::NatsSink) -> StreamServer {
+        self.nats = Some(sink);
+        self
+    }
+
     /// Starts the stream thread reading `feeds`.
     ///
     /// # Errors
@@ -261,14 +279,21 @@ impl StreamServer {
         let stop = Arc::new(AtomicBool::new(false));
         let waker = Arc::clone(&self.waker);
         let addr = self.addr;
+        let self_listening = self.listener.is_some();
         let s = Arc::clone(&stats);
         let st = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("stream".into())
             .spawn(move || server::run(self, feeds, s, st))?;
-        log::info!("Stream server listening: ws://{addr}/ws");
+        let listening = self_listening;
+        if listening {
+            log::info!("Stream server listening: ws://{addr}/ws");
+        } else {
+            log::info!("Stream thread started without a listener (feed for NATS only)");
+        }
         Ok(StreamHandle {
             addr,
+            listening,
             stats,
             stop,
             waker,
@@ -281,6 +306,7 @@ impl StreamServer {
 #[derive(Debug)]
 pub struct StreamHandle {
     addr: SocketAddr,
+    listening: bool,
     stats: Arc<StreamStats>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -291,6 +317,11 @@ impl StreamHandle {
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// False when started without a listener (`StreamConfig::listen`).
+    pub fn is_listening(&self) -> bool {
+        self.listening
     }
 
     /// The bound address.

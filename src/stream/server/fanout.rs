@@ -77,6 +77,7 @@ impl Server {
         if !list.contains(&asset) {
             list.push(asset);
         }
+        self.nats_meta(asset, meta);
     }
 
     pub(super) fn event(&mut self, e: &FeedEvent, last_of_burst: bool) {
@@ -135,6 +136,7 @@ impl Server {
         let mut out = Vec::with_capacity(160);
         p::head(&mut out, "removed", b.token(), seq, 0, 0);
         out.push(b'}');
+        self.nats_removed(asset, &out);
         let frame: Arc<[u8]> = Arc::from(p::text_frame(&out));
         let mut gone = 0u64;
         for &i in &targets {
@@ -178,9 +180,13 @@ impl Server {
         let bbo = (b.mirror.book().best_bid(), b.mirror.book().best_ask());
         let bbo_changed = bbo != b.bbo;
         b.bbo = bbo;
+        self.nats_snapshot_done(asset, bbo_changed);
         if targets.is_empty() {
             return;
         }
+        let Some(b) = self.books.get_mut(asset.index()).and_then(Option::as_mut) else {
+            return;
+        };
         // Everyone on the book channel gets it (the full-depth frame built once and
         // shared, depth-limited ones per client); conflated subscriptions are marked.
         b.last_hash = Some(Instant::now());
@@ -228,7 +234,8 @@ impl Server {
         let bbo = (b.mirror.book().best_bid(), b.mirror.book().best_ask());
         let bbo_changed = bbo != b.bbo;
         b.bbo = bbo;
-        if targets.is_empty() {
+        let nats = self.nats_wanted();
+        if targets.is_empty() && !nats {
             return;
         }
         let want_book = targets.iter().any(|&i| {
@@ -241,7 +248,7 @@ impl Server {
             return;
         };
         let mut frame: Option<Arc<[u8]>> = None;
-        if want_book || trade_frame {
+        if want_book || trade_frame || nats {
             let mut out = std::mem::take(&mut self.buf);
             out.clear();
             let token: &str = &b.meta.asset_id;
@@ -283,7 +290,12 @@ impl Server {
                 }
                 _ => {}
             }
-            frame = Some(Arc::from(p::text_frame(&out)));
+            if want_book || trade_frame {
+                frame = Some(Arc::from(p::text_frame(&out)));
+            }
+            if nats {
+                self.nats_event(e, &out);
+            }
             self.buf = out;
         }
         for &i in &targets {
@@ -304,6 +316,9 @@ impl Server {
             }
         }
         if bbo_changed {
+            if nats {
+                self.nats_bbo(asset);
+            }
             self.bbo_out(asset, &targets);
         }
     }

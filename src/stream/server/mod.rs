@@ -5,9 +5,11 @@
 //! | `mod.rs` | the loop, accept, handshake, reads, closes, writes |
 //! | `requests.rs` | subscribe / unsubscribe / ping / legacy requests |
 //! | `fanout.rs` | the feed: mirrors, message encoding, fan-out, conflation |
+//! | `nats.rs` | the same messages handed to the NATS sink, snapshots after gaps, the KV |
 //! | `timers.rs` | pending snapshots, conflated and legacy subscriptions, slow clients, heartbeat |
 
 mod fanout;
+pub(super) mod nats;
 mod requests;
 mod timers;
 
@@ -72,7 +74,8 @@ impl AssetBook {
 
 struct Server {
     poll: mio::Poll,
-    listener: mio::net::TcpListener,
+    /// `None`: the feed side only (`--no-stream` with `--nats-url`).
+    listener: Option<mio::net::TcpListener>,
     cfg: StreamConfig,
     stats: Arc<StreamStats>,
     clients: Vec<Option<Client>>,
@@ -93,6 +96,7 @@ struct Server {
     /// Some client needs the timer tick (conflated, legacy, behind, closing).
     timers_wanted: bool,
     started: Instant,
+    nats: Option<nats::NatsTap>,
 }
 
 pub(super) fn run(
@@ -123,6 +127,7 @@ pub(super) fn run(
         read_again: Vec::new(),
         timers_wanted: false,
         started: Instant::now(),
+        nats: s.nats.map(nats::NatsTap::new),
     };
     let mut events = Events::with_capacity(1024);
     let mut next_tick = Instant::now();
@@ -132,7 +137,7 @@ pub(super) fn run(
         let timeout = if busy {
             Duration::ZERO
         } else {
-            let until = if srv.timers_wanted {
+            let until = if srv.timers_wanted || srv.nats_busy() {
                 next_tick
             } else {
                 next_heartbeat
@@ -161,6 +166,7 @@ pub(super) fn run(
         if now >= next_tick {
             next_tick = now + TICK;
             srv.timers(now);
+            srv.nats_tick(now);
         }
         if now >= next_heartbeat {
             next_heartbeat = now + srv.cfg.heartbeat;
@@ -218,7 +224,10 @@ impl Server {
 
     fn accept(&mut self) {
         loop {
-            let (mut stream, _peer) = match self.listener.accept() {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (mut stream, _peer) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
