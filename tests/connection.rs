@@ -483,10 +483,14 @@ fn reconnects_through_the_scheduler_with_backoff_and_resubscribes() {
 fn tls_handshake_over_mio_then_frames_and_keepalive_flow() {
     let (server_config, roots) = self_signed_localhost();
     let (tx, rx) = mpsc::channel();
+    // The server answers the upgrade only once the client has been left waiting: so the
+    // handshake must resume across WouldBlock, however the threads are scheduled.
+    let (go_tx, go_rx) = mpsc::channel::<()>();
     let big = "b".repeat(100_000);
     let big_for_server = big.clone();
     let (addr, server) = spawn_raw(Some(server_config), 1, move |accepted: Accepted| {
         tx.send(accepted.sni.clone()).unwrap();
+        go_rx.recv_timeout(WAIT).unwrap();
         let mut ws = tungstenite::accept(accepted.stream).unwrap();
         assert_eq!(read_text(&mut ws), SUBSCRIBE);
         for i in 0..100 {
@@ -512,6 +516,8 @@ fn tls_handshake_over_mio_then_frames_and_keepalive_flow() {
     config.ping_interval = Duration::from_millis(100);
     let mut d = Driver::new(endpoint, config);
     d.connect();
+    d.run_until(|d| !d.progress.is_empty()).unwrap();
+    go_tx.send(()).unwrap();
     d.run_until_connected();
     // The handshake was resumed across WouldBlock: readiness that completed nothing came first.
     let waits = d
