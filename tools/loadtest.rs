@@ -30,8 +30,21 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 
+#[path = "loadtest/guard.rs"]
+mod guard;
+#[path = "loadtest/histogram.rs"]
+mod histogram;
+#[path = "loadtest/procfs.rs"]
+mod procfs;
+#[path = "loadtest/report.rs"]
+mod report;
 #[path = "loadtest/sweep.rs"]
 mod sweep;
+
+use guard::Guard;
+use histogram::{delta_buckets, parse_buckets, quantile, share_le};
+use procfs::{clk_tck, cpu_secs, machine_busy_secs, rss_mb};
+use report::print_text;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -111,97 +124,21 @@ struct Args {
     engine_args: Vec<String>,
 }
 
-/// A child process stopped on drop: SIGTERM, a short grace, then SIGKILL.
-#[derive(Debug)]
-struct Guard {
-    name: &'static str,
-    child: Option<Child>,
-}
-
-impl Guard {
-    fn new(name: &'static str, child: Child) -> Guard {
-        Guard {
-            name,
-            child: Some(child),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// `Some(status)` once the child exited.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    /// SIGTERM, wait up to `grace`, SIGKILL after. Returns the status (None if killed) and
-    /// the time from SIGTERM to exit.
-    fn stop(&mut self, grace: Duration) -> (Option<ExitStatus>, Duration, bool) {
-        let Some(mut child) = self.child.take() else {
-            return (None, Duration::ZERO, false);
-        };
-        if let Ok(Some(s)) = child.try_wait() {
-            return (Some(s), Duration::ZERO, false);
-        }
-        let t = Instant::now();
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
-        while t.elapsed() < grace {
-            if let Ok(Some(s)) = child.try_wait() {
-                return (Some(s), t.elapsed(), false);
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        eprintln!(
-            "polypy-loadtest: {} (pid {}) still running {:.1} s after SIGTERM: SIGKILL",
-            self.name,
-            child.id(),
-            grace.as_secs_f64()
-        );
-        let _ = child.kill();
-        let status = child.wait().ok();
-        (status, t.elapsed(), true)
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.stop(Duration::from_secs(5));
-        }
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if !args.rates.is_empty() || args.compare_idle {
-        let rates = if args.rates.is_empty() {
-            vec![args.rate]
+    let (report, failed, text): (Value, bool, fn(&Value)) =
+        if !args.rates.is_empty() || args.compare_idle {
+            let rates = if args.rates.is_empty() {
+                vec![args.rate]
+            } else {
+                args.rates.clone()
+            };
+            let (report, failed) = sweep::sweep(&args, &rates)?;
+            (report, failed, sweep::print_table)
         } else {
-            args.rates.clone()
+            let (report, failed) = run(&args)?;
+            (report, failed, print_text)
         };
-        let (report, failed) = sweep::sweep(&args, &rates)?;
-        if let Some(p) = &args.json_out {
-            std::fs::write(p, serde_json::to_string_pretty(&report)?)
-                .with_context(|| format!("writing {}", p.display()))?;
-        }
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            sweep::print_table(&report);
-        }
-        if failed {
-            std::process::exit(1);
-        }
-        return Ok(());
-    }
-    let (report, failed) = run(&args)?;
     if let Some(p) = &args.json_out {
         std::fs::write(p, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", p.display()))?;
@@ -209,7 +146,7 @@ fn main() -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_text(&report);
+        text(&report);
     }
     if failed {
         std::process::exit(1);
@@ -367,154 +304,12 @@ fn count_lines(path: &Path, needle: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// VmRSS and VmHWM in MB (10^6 bytes).
-fn rss_mb(pid: u32) -> Option<(f64, f64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<f64> {
-        let line = s.lines().find(|l| l.starts_with(name))?;
-        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024.0 / 1e6)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// User + system CPU seconds of a process (clock ticks / CLK_TCK).
-fn cpu_secs(pid: u32, tck: f64) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the `(comm)`: state is field 3; utime and stime are fields 14 and 15.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    Some((ut + st) / tck)
-}
-
-/// Busy CPU seconds of the whole machine (all cores), from `/proc/stat`.
-fn machine_busy_secs(tck: f64) -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = s.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let total: f64 = v.iter().take(8).sum();
-    let idle = v.get(3)? + v.get(4).unwrap_or(&0.0);
-    Some((total - idle) / tck)
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 fn u(v: &Value, path: &str) -> u64 {
     v.pointer(path).and_then(Value::as_u64).unwrap_or(0)
 }
 
 fn f(v: &Value, path: &str) -> f64 {
     v.pointer(path).and_then(Value::as_f64).unwrap_or(f64::NAN)
-}
-
-/// Cumulative `(upper bound s, count)` of `polypy_wire_to_book_seconds_bucket`, ascending.
-fn parse_buckets(text: &str) -> anyhow::Result<Vec<(f64, f64)>> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("polypy_wire_to_book_seconds_bucket{") else {
-            continue;
-        };
-        let (labels, value) = rest.split_once('}').context("bucket line")?;
-        let le = labels
-            .split(',')
-            .find_map(|l| l.trim().strip_prefix("le="))
-            .context("bucket without le")?
-            .trim_matches('"');
-        let bound = if le.eq_ignore_ascii_case("+inf") {
-            f64::INFINITY
-        } else {
-            le.parse().with_context(|| format!("le={le}"))?
-        };
-        // The value may be followed by an exemplar or timestamp.
-        let count: f64 = value
-            .split_whitespace()
-            .next()
-            .context("bucket value")?
-            .parse()?;
-        out.push((bound, count));
-    }
-    if out.is_empty() {
-        bail!("/metrics has no polypy_wire_to_book_seconds_bucket lines");
-    }
-    out.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(out)
-}
-
-/// Bucket deltas of two cumulative scrapes (same bounds).
-fn delta_buckets(before: &[(f64, f64)], after: &[(f64, f64)]) -> anyhow::Result<Vec<(f64, f64)>> {
-    if before.len() != after.len() {
-        bail!("histogram bounds changed between scrapes");
-    }
-    Ok(before
-        .iter()
-        .zip(after)
-        .map(|(b, a)| (a.0, (a.1 - b.1).max(0.0)))
-        .collect())
-}
-
-/// Quantile of a cumulative histogram, linear inside the bucket (as Prometheus'
-/// `histogram_quantile`). In the +Inf bucket: the highest finite bound.
-fn quantile(cum: &[(f64, f64)], q: f64) -> Option<f64> {
-    let total = cum.last()?.1;
-    if total <= 0.0 {
-        return None;
-    }
-    let rank = q * total;
-    let mut prev_bound = 0.0;
-    let mut prev_count = 0.0;
-    for &(bound, count) in cum {
-        if count >= rank {
-            if bound.is_infinite() {
-                return Some(prev_bound);
-            }
-            let inside = count - prev_count;
-            let frac = if inside > 0.0 {
-                (rank - prev_count) / inside
-            } else {
-                1.0
-            };
-            return Some(prev_bound + (bound - prev_bound) * frac);
-        }
-        prev_bound = bound;
-        prev_count = count;
-    }
-    Some(prev_bound)
-}
-
-/// Share of samples ≤ `x` seconds (exact when `x` is a bound; linear inside a bucket).
-fn share_le(cum: &[(f64, f64)], x: f64) -> Option<f64> {
-    let total = cum.last()?.1;
-    if total <= 0.0 {
-        return None;
-    }
-    let mut prev_bound = 0.0;
-    let mut prev_count = 0.0;
-    for &(bound, count) in cum {
-        if x <= bound {
-            if bound.is_infinite() {
-                return Some(prev_count / total);
-            }
-            let frac = (x - prev_bound) / (bound - prev_bound);
-            return Some((prev_count + (count - prev_count) * frac) / total);
-        }
-        prev_bound = bound;
-        prev_count = count;
-    }
-    Some(1.0)
 }
 
 #[derive(Debug, Default)]
@@ -992,160 +787,4 @@ fn run(args: &Args) -> anyhow::Result<(Value, bool)> {
         "checks": checks,
     });
     Ok((report, failed))
-}
-
-fn opt_s(v: &Value) -> String {
-    v.as_f64()
-        .map_or_else(|| "never".to_string(), |x| format!("{x:.2} s"))
-}
-
-fn print_text(r: &Value) {
-    let c = &r["config"];
-    println!(
-        "polypy-loadtest: {} markets ({} assets), {} msgs/s, {} assets/connection, window {} s (+{} s warm-up), engine args {}",
-        c["markets"],
-        c["assets"],
-        c["rate"],
-        c["assets_per_connection"],
-        c["secs"],
-        c["warmup_secs"],
-        c["engine_args"]
-    );
-    let s = &r["startup"];
-    println!(
-        "start-up     sim ready {:.2} s; engine: first /stats {}, all subscribed {}, all trusted {}; connections {} ({} active)",
-        f(r, "/startup/sim_ready_s"),
-        opt_s(&s["first_stats_s"]),
-        opt_s(&s["all_subscribed_s"]),
-        opt_s(&s["all_trusted_s"]),
-        s["connections"],
-        s["active_connections"]
-    );
-    if let Some(tl) = s["timeline"].as_array() {
-        let pts: Vec<String> = tl
-            .iter()
-            .map(|p| {
-                format!(
-                    "{:.1}s {}/{}/{}/{}",
-                    f(p, "/t_s"),
-                    p["known_assets"],
-                    p["subscribed"],
-                    p["connected"],
-                    p["trusted"]
-                )
-            })
-            .collect();
-        println!(
-            "             timeline (known/subscribed/connected conns/trusted): {}",
-            pts.join(", ")
-        );
-    }
-    if !s["stuck"].is_null() {
-        println!("NOT ALL TRUSTED: {}", s["stuck"]);
-    }
-    println!(
-        "memory       VmRSS {:.1} MB (VmHWM {:.1}) at all trusted; VmRSS {:.1} MB (VmHWM {:.1}) at end",
-        f(r, "/rss/at_all_trusted/vm_rss_mb"),
-        f(r, "/rss/at_all_trusted/vm_hwm_mb"),
-        f(r, "/rss/at_end/vm_rss_mb"),
-        f(r, "/rss/at_end/vm_hwm_mb")
-    );
-    println!(
-        "flow         {:.0} msgs/s decoded ({:.0} frames/s, {:.0} routed/s) over {:.1} s; CPU (100% = 1 core of {}) engine {:.0}%, sim {:.0}%, other processes {:.0}%",
-        f(r, "/flow/messages_per_s"),
-        f(r, "/flow/frames_per_s"),
-        f(r, "/flow/routed_per_s"),
-        f(r, "/flow/window_s"),
-        r["flow"]["cores"],
-        f(r, "/flow/engine_cpu_pct"),
-        f(r, "/flow/sim_cpu_pct"),
-        f(r, "/flow/other_processes_cpu_pct")
-    );
-    println!(
-        "wire→book    window: p50 {:.1} µs, p99 {:.1} µs, p999 {:.1} µs ({} samples; ≤10 µs {:.1}%, ≤50 µs {:.1}%, ≤100 µs {:.1}%)",
-        f(r, "/latency_window/p50_us"),
-        f(r, "/latency_window/p99_us"),
-        f(r, "/latency_window/p999_us"),
-        r["latency_window"]["samples"],
-        f(r, "/latency_window/share_le_10us") * 100.0,
-        f(r, "/latency_window/share_le_50us") * 100.0,
-        f(r, "/latency_window/share_le_100us") * 100.0
-    );
-    println!(
-        "             since start (/stats): p50 {:.1} µs, p99 {:.1} µs, p999 {:.1} µs, max {:.0} µs ({} samples)",
-        f(r, "/latency_cumulative/p50_us"),
-        f(r, "/latency_cumulative/p99_us"),
-        f(r, "/latency_cumulative/p999_us"),
-        f(r, "/latency_cumulative/max_us"),
-        r["latency_cumulative"]["samples"]
-    );
-    let nonzero: Vec<String> = r["flow"]["counters"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(_, v)| v["total"].as_u64().unwrap_or(0) > 0)
-                .map(|(k, v)| format!("{k}={} ({} in window)", v["total"], v["in_window"]))
-                .collect()
-        })
-        .unwrap_or_default();
-    println!(
-        "resyncs etc. {}",
-        if nonzero.is_empty() {
-            "all zero".to_string()
-        } else {
-            nonzero.join(", ")
-        }
-    );
-    for (name, label) in [
-        ("health", "/health (keep-alive)"),
-        ("stats", "/stats (keep-alive)"),
-        ("stats_fresh_connection", "/stats (new conn each)"),
-    ] {
-        let h = &r["http"][name];
-        println!(
-            "GET {label:<23} {} requests: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} non-200, {} B)",
-            h["requests"],
-            f(h, "/p50_ms"),
-            f(h, "/p99_ms"),
-            f(h, "/max_ms"),
-            h["non_200"],
-            h["avg_body_bytes"]
-        );
-    }
-    let e = &r["shutdown"]["engine"];
-    println!(
-        "shutdown     engine {} after {:.3} s{}; sim {}; engine log: {} WARN, {} ERROR lines",
-        e["status"].as_str().unwrap_or("?"),
-        f(e, "/secs_after_sigterm"),
-        if e["sigkilled"].as_bool() == Some(true) {
-            " (SIGKILLed)"
-        } else {
-            ""
-        },
-        r["shutdown"]["sim_status"].as_str().unwrap_or("?"),
-        r["shutdown"]["engine_log_warn_lines"],
-        r["shutdown"]["engine_log_error_lines"]
-    );
-    if let Some(t) = r["shutdown"]["engine_log_tail"].as_str() {
-        println!("engine log tail:\n{t}");
-    }
-    if let Some(checks) = r["checks"].as_array() {
-        for c in checks {
-            println!(
-                "check        {} {} (value {:.3}): {}",
-                c["check"].as_str().unwrap_or("?"),
-                c["target"],
-                f(c, "/value"),
-                if c["met"].as_bool() == Some(true) {
-                    "MET"
-                } else {
-                    "MISSED"
-                }
-            );
-        }
-    }
-    println!(
-        "logs         {}",
-        r["config"]["logs"].as_str().unwrap_or("?")
-    );
 }
