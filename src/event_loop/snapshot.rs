@@ -181,7 +181,13 @@ impl EventLoop {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let r = &self.core.registry;
         let mut stats = Vec::with_capacity(self.conns.len());
-        let probe_assets = self.probe.as_ref().map_or(&[][..], |p| &p.assets[..]);
+        // Watchers per owner, in one pass over the probe's assets.
+        let mut watched: BTreeMap<crate::registry::ConnId, usize> = BTreeMap::new();
+        for a in self.probe.as_ref().map_or(&[][..], |p| &p.assets[..]) {
+            if let Some(owner) = r.owner(*a) {
+                *watched.entry(owner).or_default() += 1;
+            }
+        }
         for (id, slot) in &self.conns {
             let s = slot.conn.stats();
             let counts = r.connection_stats(*id);
@@ -205,10 +211,7 @@ impl EventLoop {
                 active: counts.active,
                 expired: counts.expired,
                 pollution_ratio: counts.pollution_ratio,
-                probe_watched: probe_assets
-                    .iter()
-                    .filter(|a| r.owner(**a) == Some(*id))
-                    .count(),
+                probe_watched: watched.get(id).copied().unwrap_or(0),
             });
         }
         let rs = self.core.router_stats.snapshot();

@@ -43,8 +43,9 @@ pub enum IdleStrategy {
 }
 
 impl Default for IdleStrategy {
-    /// `Adaptive { spin: 15 µs, park: 5 ms }`: 15 µs is about what a park and wake-up cost
-    /// in CPU here, so spinning through a shorter gap is the cheaper of the two; the router
+    /// `Adaptive { spin: 15 µs, park: 5 ms }`: a timer wake-up cost ~22 µs of CPU on this
+    /// (busy) VM kind (`docs/loadtest.md`, 2026-12-07), so spinning through a gap shorter
+    /// than 15 µs is the cheaper of the two; the router
     /// and queries unpark a parked worker, so the timeout only paces the settle scan.
     fn default() -> IdleStrategy {
         IdleStrategy::Adaptive {
